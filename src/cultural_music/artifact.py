@@ -1,0 +1,133 @@
+"""The model folder: weights in safetensors plus ``model.json`` (labels, settings, summary).
+
+No pickle anywhere: weights are plain tensors, everything else is JSON.  Loading checks that
+every file is there and that the weights are the ones ``model.json`` was written for.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import __version__
+from .atomic import atomic_path, atomic_write_json, ensure_dir
+from .config import Config
+from .errors import CulturalMusicError, ModelLoadError
+
+__all__ = ["WEIGHTS_FILE", "META_FILE", "FORMAT_VERSION", "Artifact", "save_artifact", "load_artifact", "read_meta"]
+
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "model.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Artifact:
+    """A loaded model folder: the network (eval mode), its classes, config and metadata."""
+
+    directory: Path
+    model: nn.Module
+    classes: list[str]
+    config: Config
+    meta: dict[str, Any]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_artifact(
+    out_dir: str | Path,
+    model: nn.Module,
+    *,
+    classes: list[str],
+    config: Config,
+    model_name: str,
+    model_kwargs: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model.safetensors`` and ``model.json`` into ``out_dir`` (atomically, weights first).
+
+    ``extra`` entries (training summary, data summary, ...) are stored in ``model.json`` as is.
+    """
+    from safetensors.torch import save_file
+
+    out = ensure_dir(out_dir)
+    weights = out / WEIGHTS_FILE
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(weights, suffix=".safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "classes": list(classes),
+        "model": {"name": model_name, "kwargs": dict(model_kwargs or {})},
+        "config": config.to_dict(),
+        "weights_file": WEIGHTS_FILE,
+        "weights_sha256": _sha256(weights),
+        **(extra or {}),
+    }
+    atomic_write_json(out / META_FILE, meta)
+    return out
+
+
+def read_meta(model_dir: str | Path) -> dict[str, Any]:
+    """Parse and check ``model.json`` of a model folder."""
+    d = Path(model_dir)
+    if not d.is_dir():
+        raise ModelLoadError(f"{d}: model folder does not exist (train one with 'cultural-music train DATA_DIR --out {d}')")
+    meta_path = d / META_FILE
+    if not meta_path.is_file():
+        raise ModelLoadError(f"{meta_path}: missing; {d} is not a cultural-music model folder")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelLoadError(f"{meta_path}: not valid JSON ({err})") from err
+    missing = [k for k in ("classes", "model", "config", "weights_sha256", "format_version") if k not in (meta if isinstance(meta, dict) else {})]
+    if missing:
+        raise ModelLoadError(f"{meta_path}: missing key(s) {missing}")
+    if meta["format_version"] > FORMAT_VERSION:
+        raise ModelLoadError(f"{meta_path}: written by a newer cultural-music (format {meta['format_version']})")
+    return meta
+
+
+def load_artifact(model_dir: str | Path) -> Artifact:
+    """Load and verify a model folder; the network is returned in eval mode.
+
+    Raises
+    ------
+    ModelLoadError
+        Missing folder or file, invalid JSON, weights edited after saving (checksum mismatch),
+        or weights that do not fit the recorded architecture.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .models import build_model
+
+    d = Path(model_dir)
+    meta = read_meta(d)
+    weights = d / meta.get("weights_file", WEIGHTS_FILE)
+    if not weights.is_file():
+        raise ModelLoadError(f"{weights}: weights file missing")
+    if _sha256(weights) != meta["weights_sha256"]:
+        raise ModelLoadError(f"{weights}: checksum does not match model.json (file edited or corrupted)")
+    try:
+        config = Config.from_dict(meta["config"])
+        model = build_model(meta["model"]["name"], n_classes=len(meta["classes"]), n_mels=config.features.n_mels,
+                            **meta["model"].get("kwargs", {}))
+        state = load_file(str(weights))
+        model.load_state_dict(state, strict=True)
+    except (SafetensorError, RuntimeError, KeyError, TypeError, CulturalMusicError) as err:
+        raise ModelLoadError(f"{d}: cannot rebuild the model ({err})") from err
+    model.eval()
+    return Artifact(directory=d, model=model, classes=list(meta["classes"]), config=config, meta=meta)
+

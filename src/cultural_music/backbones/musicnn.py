@@ -1,0 +1,419 @@
+"""PyTorch port of the pretrained *musicnn* audio-tagging networks (Pons & Serra, 2019).
+
+The weights are the TensorFlow-1 checkpoints shipped inside the ``musicnn==0.1.0`` wheel (ISC
+license), read with :func:`~cultural_music.backbones.tf_bundle.read_tf_checkpoint`; neither
+TensorFlow nor the ``musicnn`` module itself is imported.  Install the weights with::
+
+    pip install --no-deps musicnn==0.1.0
+
+The architecture follows ``musicnn/models.py::build_musicnn`` layer by layer (names in brackets
+are the TensorFlow variable scopes):
+
+- input batch norm [batch_normalization] on the (frames, 96) log-mel patch;
+- front-end: two timbral convs, kernels (7, 38) and (7, 67), 204 filters, time padded by 3,
+  'valid' [conv2d, conv2d_1]; three temporal convs, kernels (128, 1), (64, 1), (32, 1), 51 filters,
+  'same' [conv2d_2..4]; each ReLU -> batch norm [batch_normalization_1..5] -> max over frequency;
+  concatenated -> 561 channels per frame;
+- mid-end: three 1-D convs over time, kernel 7, 64 filters [conv2d_5..7], each ReLU -> batch norm
+  [batch_normalization_6..8], the 2nd and 3rd with residual connections; the front-end output
+  and the three mid-end outputs are concatenated -> 753 channels per frame;
+- back-end: max and mean over time (753 each), interleaved [max_0, mean_0, max_1, ...] (TF's
+  flatten of the stacked pools) -> batch norm [batch_normalization_9] -> dropout 0.5 -> dense 200
+  + ReLU [dense] -> batch norm [batch_normalization_10] ("penultimate") -> dropout 0.5 -> dense 50
+  [dense_1] -> sigmoid ("taggram").
+
+All batch norms use TensorFlow's default epsilon 1e-3.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ModelLoadError, ParameterError
+from .tf_bundle import read_tf_checkpoint
+
+__all__ = [
+    "SAMPLE_RATE",
+    "N_FFT",
+    "HOP",
+    "N_MELS",
+    "PATCH_FRAMES",
+    "EMBEDDING_DIM",
+    "MODEL_NAMES",
+    "MSD_TAGS",
+    "MTT_TAGS",
+    "MusicnnBackbone",
+    "load_musicnn",
+    "musicnn_logmel",
+    "patches",
+]
+
+SAMPLE_RATE = 16000  #: Hz, mono
+N_FFT = 512  #: samples (32 ms)
+HOP = 256  #: samples (16 ms) between log-mel frames
+N_MELS = 96  #: mel bands
+PATCH_FRAMES = 187  #: frames per network input patch (3 s)
+EMBEDDING_DIM = 1506  #: size of :meth:`MusicnnBackbone.embedding` ([mean_pool, max_pool])
+_BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization default
+
+MODEL_NAMES = ("MSD_musicnn", "MTT_musicnn")
+
+# Tag order of the output layers, from musicnn/configuration.py.
+MTT_TAGS: tuple[str, ...] = (
+    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast",
+    "piano", "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male",
+    "singing", "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman",
+    "male vocal", "no vocal", "pop", "soft", "sitar", "solo", "man", "classic", "choir", "voice",
+    "new age", "dance", "male voice", "female vocal", "beats", "harp", "cello", "no voice",
+    "weird", "country", "metal", "female voice", "choral",
+)  # fmt: skip
+MSD_TAGS: tuple[str, ...] = (
+    "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
+    "alternative rock", "jazz", "beautiful", "metal", "chillout", "male vocalists",
+    "classic rock", "soul", "indie rock", "Mellow", "electronica", "80s", "folk", "90s", "chill",
+    "instrumental", "punk", "oldies", "blues", "hard rock", "ambient", "acoustic", "experimental",
+    "female vocalist", "guitar", "Hip-Hop", "70s", "party", "country", "easy listening", "sexy",
+    "catchy", "funk", "electro", "heavy metal", "Progressive rock", "60s", "rnb", "indie pop",
+    "sad", "House", "happy",
+)  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# input pipeline
+# --------------------------------------------------------------------------------------------
+def musicnn_logmel(y_16k: np.ndarray) -> np.ndarray:
+    """Log-compressed mel spectrogram, exactly as musicnn computes its input.
+
+    Parameters
+    ----------
+    y_16k
+        Mono waveform sampled at :data:`SAMPLE_RATE` (16 kHz), shape (samples,), floats in
+        about [-1, 1].
+
+    Returns
+    -------
+    np.ndarray
+        float32, shape (frames, 96) with ``frames = 1 + samples // 256`` (centred STFT frames,
+        16 ms apart): ``log10(10000 * mel_power + 1)``.
+    """
+    import librosa
+
+    y = np.asarray(y_16k)
+    if y.ndim != 1 or y.size == 0 or not np.issubdtype(y.dtype, np.floating):
+        raise ParameterError(
+            "The 'y_16k' parameter of musicnn_logmel must be a non-empty 1-D float array. "
+            f"Got dtype {y.dtype}, shape {y.shape} instead."
+        )
+    mel = librosa.feature.melspectrogram(
+        y=y.astype(np.float32, copy=False),
+        sr=SAMPLE_RATE,
+        n_fft=N_FFT,
+        hop_length=HOP,
+        n_mels=N_MELS,
+    )
+    return np.log10(10000.0 * mel.T + 1.0).astype(np.float32)
+
+
+def patches(
+    logmel: np.ndarray,
+    n_frames: int = PATCH_FRAMES,
+    hop: int = PATCH_FRAMES,
+    pad: Literal["repeat", "zero"] = "repeat",
+) -> np.ndarray:
+    """Cut a log-mel spectrogram into fixed-length patches for the network.
+
+    Parameters
+    ----------
+    logmel
+        Shape (frames, n_mels), e.g. from :func:`musicnn_logmel`.
+    n_frames
+        Frames per patch (default 187 = 3 s).
+    hop
+        Frames between patch starts (default ``n_frames``: non-overlapping).  As in musicnn's
+        ``batch_data``, patches start at ``0, hop, 2*hop, ...`` while a full patch fits; trailing
+        frames that do not fill a patch are dropped.
+    pad
+        How an input shorter than ``n_frames`` is lengthened to one patch: ``"repeat"`` tiles it
+        (musicnn's training setting ``pad_short: repeat-pad``), ``"zero"`` appends zeros (silence
+        in this log scale).
+
+    Returns
+    -------
+    np.ndarray
+        float32, shape (n_patches, n_frames, n_mels), n_patches >= 1.
+    """
+    x = np.asarray(logmel, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ParameterError(
+            "The 'logmel' parameter of patches must be a 2-D (frames, mels) array with at least "
+            f"one frame. Got shape {x.shape} instead."
+        )
+    if int(n_frames) < 1 or int(hop) < 1:
+        raise ParameterError(
+            f"The 'n_frames' and 'hop' parameters of patches must be >= 1. "
+            f"Got n_frames={n_frames!r}, hop={hop!r} instead."
+        )
+    if pad not in ("repeat", "zero"):
+        raise ParameterError(
+            f"The 'pad' parameter of patches must be 'repeat' or 'zero'. Got {pad!r} instead."
+        )
+    n_frames, hop = int(n_frames), int(hop)
+    if x.shape[0] < n_frames:
+        if pad == "repeat":
+            x = np.tile(x, (-(-n_frames // x.shape[0]), 1))[:n_frames]
+        else:
+            x = np.pad(x, ((0, n_frames - x.shape[0]), (0, 0)))
+    starts = range(0, x.shape[0] - n_frames + 1, hop)
+    return np.stack([x[s : s + n_frames] for s in starts]).astype(np.float32, copy=False)
+
+
+# --------------------------------------------------------------------------------------------
+# network
+# --------------------------------------------------------------------------------------------
+class _FrontConv(nn.Module):
+    """Conv over (time, freq) -> ReLU -> batch norm -> max over frequency: (B,1,T,F) -> (B,C,T)."""
+
+    def __init__(self, out_ch: int, kernel: tuple[int, int], same_time: bool) -> None:
+        super().__init__()
+        kt = kernel[0]
+        # TF 'same' for an even kernel pads (k-1)//2 before and the rest after; the timbral
+        # branch pads 3 frames each side, then convolves 'valid'.
+        self.time_pad = ((kt - 1) // 2, kt - 1 - (kt - 1) // 2) if same_time else (3, 3)
+        self.conv = nn.Conv2d(1, out_ch, kernel)
+        self.bn = nn.BatchNorm2d(out_ch, eps=_BN_EPS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (0, 0, *self.time_pad))
+        return self.bn(F.relu(self.conv(x))).amax(dim=3)
+
+
+class _MidConv(nn.Module):
+    """1-D conv over time (kernel 7, zero padding 3) -> ReLU -> batch norm: (B,C,T) -> (B,64,T)."""
+
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(in_ch, out_ch, 7, padding=3)
+        self.bn = nn.BatchNorm1d(out_ch, eps=_BN_EPS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(F.relu(self.conv(x)))
+
+
+class MusicnnBackbone(nn.Module):
+    """The musicnn network (``build_musicnn`` with 64 mid-end filters, 200 back-end units).
+
+    Use :func:`load_musicnn` to get it with pretrained weights (in eval mode).
+
+    Parameters
+    ----------
+    n_tags
+        Output units (50 for both pretrained models).
+    tags
+        Names of the output units, in order (optional).
+    """
+
+    def __init__(self, n_tags: int = 50, tags: tuple[str, ...] | None = None) -> None:
+        super().__init__()
+        self.tags: tuple[str, ...] | None = tags
+        self.input_bn = nn.BatchNorm2d(1, eps=_BN_EPS)
+        timbral_filters, temporal_filters = int(1.6 * 128), int(1.6 * 32)  # 204, 51
+        self.frontend = nn.ModuleList(
+            [
+                _FrontConv(timbral_filters, (7, int(0.4 * N_MELS)), same_time=False),
+                _FrontConv(timbral_filters, (7, int(0.7 * N_MELS)), same_time=False),
+                _FrontConv(temporal_filters, (128, 1), same_time=True),
+                _FrontConv(temporal_filters, (64, 1), same_time=True),
+                _FrontConv(temporal_filters, (32, 1), same_time=True),
+            ]
+        )
+        front_ch = 2 * timbral_filters + 3 * temporal_filters  # 561
+        self.midend = nn.ModuleList(
+            [_MidConv(front_ch, 64), _MidConv(64, 64), _MidConv(64, 64)]
+        )
+        self.pool_dim = front_ch + 3 * 64  # 753
+        self.pool_bn = nn.BatchNorm1d(2 * self.pool_dim, eps=_BN_EPS)
+        self.dense = nn.Linear(2 * self.pool_dim, 200)
+        self.dense_bn = nn.BatchNorm1d(200, eps=_BN_EPS)
+        self.output = nn.Linear(200, n_tags)
+        self.dropout = nn.Dropout(0.5)
+
+    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 2:
+            x = x.unsqueeze(0)
+        if x.ndim != 3 or x.shape[2] != N_MELS or x.shape[1] < 1:
+            raise ParameterError(
+                "The 'x' parameter of MusicnnBackbone.forward must have shape "
+                f"(batch, frames, {N_MELS}). Got {tuple(x.shape)} instead."
+            )
+        return x.to(dtype=self.dense.weight.dtype, device=self.dense.weight.device)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Mid-end feature map, shape (batch, 753, frames): [front-end 561, cnn1, cnn2, cnn3]."""
+        x = self._check_input(x)
+        h = self.input_bn(x.unsqueeze(1))  # (B, 1, T, 96)
+        front = torch.cat([block(h) for block in self.frontend], dim=1)  # (B, 561, T)
+        c1 = self.midend[0](front)
+        c2 = self.midend[1](c1) + c1
+        c3 = self.midend[2](c2) + c2
+        return torch.cat([front, c1, c2, c3], dim=1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Run the network.
+
+        Parameters
+        ----------
+        x
+            Log-mel patches, shape (batch, frames, 96) (frames = 187 for the trained 3 s input;
+            other lengths work), or a single (frames, 96) patch.
+
+        Returns
+        -------
+        dict
+            ``mean_pool`` (batch, 753) and ``max_pool`` (batch, 753): temporal mean / max of the
+            mid-end features; ``penultimate`` (batch, 200): dense layer after its batch norm;
+            ``logits`` (batch, 50) and ``taggram`` (batch, 50) = sigmoid(logits).
+        """
+        feats = self.features(x)
+        max_pool = feats.amax(dim=2)
+        mean_pool = feats.mean(dim=2)
+        # TF flattens concat([max, mean], axis=2) of shape (B, 753, 2): interleaved channels
+        pooled = torch.stack([max_pool, mean_pool], dim=2).flatten(1)
+        h = self.dropout(self.pool_bn(pooled))
+        penultimate = self.dense_bn(F.relu(self.dense(h)))
+        logits = self.output(self.dropout(penultimate))
+        return {
+            "mean_pool": mean_pool,
+            "max_pool": max_pool,
+            "penultimate": penultimate,
+            "logits": logits,
+            "taggram": torch.sigmoid(logits),
+        }
+
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch embedding [mean_pool, max_pool], shape (batch, 1506); input as :meth:`forward`."""
+        feats = self.features(x)
+        return torch.cat([feats.mean(dim=2), feats.amax(dim=2)], dim=1)
+
+    # ----------------------------------------------------------------------------------------
+    def load_tf_weights(self, tensors: dict[str, np.ndarray], source: str = "checkpoint") -> None:
+        """Copy weights from a musicnn TF checkpoint (as read by ``read_tf_checkpoint``).
+
+        Raises :class:`ModelLoadError` naming ``source`` when a variable is missing or has
+        the wrong shape.
+        """
+
+        def get(name: str, shape: tuple[int, ...]) -> torch.Tensor:
+            if name not in tensors:
+                raise ModelLoadError(f"{source}: variable {name!r} is missing")
+            arr = np.asarray(tensors[name], dtype=np.float32)
+            if arr.shape != shape:
+                raise ModelLoadError(
+                    f"{source}: variable {name!r} has shape {arr.shape}, expected {shape}"
+                )
+            return torch.from_numpy(arr.copy())
+
+        def conv(mod: nn.Conv2d | nn.Conv1d, scope: str) -> None:
+            w = mod.weight
+            if isinstance(mod, nn.Conv2d):  # TF HWIO -> torch OIHW
+                o, i, kh, kw = w.shape
+                k = get(f"{scope}/kernel", (kh, kw, i, o)).permute(3, 2, 0, 1)
+            else:  # TF kernel (7, C_in, 1, C_out) over the (time, channel) plane -> (O, I, 7)
+                o, i, kt = w.shape
+                k = get(f"{scope}/kernel", (kt, i, 1, o))[:, :, 0, :].permute(2, 1, 0)
+            w.copy_(k)
+            assert mod.bias is not None
+            mod.bias.copy_(get(f"{scope}/bias", (o,)))
+
+        def bn(mod: nn.BatchNorm1d | nn.BatchNorm2d, scope: str) -> None:
+            n = (mod.num_features,)
+            mod.weight.copy_(get(f"{scope}/gamma", n))
+            mod.bias.copy_(get(f"{scope}/beta", n))
+            assert mod.running_mean is not None and mod.running_var is not None
+            mod.running_mean.copy_(get(f"{scope}/moving_mean", n))
+            mod.running_var.copy_(get(f"{scope}/moving_variance", n))
+
+        def dense(mod: nn.Linear, scope: str) -> None:
+            mod.weight.copy_(get(f"{scope}/kernel", (mod.in_features, mod.out_features)).T)
+            mod.bias.copy_(get(f"{scope}/bias", (mod.out_features,)))
+
+        def suffix(i: int) -> str:
+            return "" if i == 0 else f"_{i}"
+
+        with torch.no_grad():
+            bn(self.input_bn, "batch_normalization")
+            for i, block in enumerate(self.frontend):
+                conv(block.conv, f"conv2d{suffix(i)}")
+                bn(block.bn, f"batch_normalization_{i + 1}")
+            for i, mid in enumerate(self.midend):
+                conv(mid.conv, f"conv2d_{i + 5}")
+                bn(mid.bn, f"batch_normalization_{i + 6}")
+            bn(self.pool_bn, "batch_normalization_9")
+            dense(self.dense, "dense")
+            bn(self.dense_bn, "batch_normalization_10")
+            dense(self.output, "dense_1")
+
+    @classmethod
+    def from_pretrained(cls, name: str = "MSD_musicnn") -> MusicnnBackbone:
+        """Same as :func:`load_musicnn`."""
+        return load_musicnn(name)
+
+
+def _checkpoint_dir(name: str) -> Path:
+    """Folder of the ``name`` checkpoint inside the installed musicnn package (not imported)."""
+    try:
+        spec = importlib.util.find_spec("musicnn")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "the pretrained musicnn weights are not installed; run "
+            "`pip install --no-deps musicnn==0.1.0`"
+        )
+    for location in spec.submodule_search_locations:
+        folder = Path(location) / name
+        if folder.is_dir():
+            return folder
+    raise ModelLoadError(
+        f"{Path(next(iter(spec.submodule_search_locations))) / name}: checkpoint folder missing "
+        "from the installed musicnn package; reinstall with "
+        "`pip install --no-deps --force-reinstall musicnn==0.1.0`"
+    )
+
+
+def load_musicnn(name: str = "MSD_musicnn") -> MusicnnBackbone:
+    """Build a pretrained musicnn network from the checkpoint in the installed wheel.
+
+    Parameters
+    ----------
+    name
+        ``"MSD_musicnn"`` (Million Song Dataset tags) or ``"MTT_musicnn"`` (MagnaTagATune tags).
+
+    Returns
+    -------
+    MusicnnBackbone
+        float32, on CPU, in eval mode; ``.tags`` lists the 50 output tags.
+
+    Raises
+    ------
+    ParameterError
+        ``name`` is not one of :data:`MODEL_NAMES`.
+    ModelLoadError
+        The ``musicnn`` package is not installed, or its checkpoint is missing or corrupt.
+    """
+    if name not in MODEL_NAMES:
+        raise ParameterError(
+            f"The 'name' parameter of load_musicnn must be one of {MODEL_NAMES}. "
+            f"Got {name!r} instead."
+        )
+    folder = _checkpoint_dir(name)
+    tensors = read_tf_checkpoint(folder)
+    model = MusicnnBackbone(n_tags=50, tags=MSD_TAGS if name.startswith("MSD") else MTT_TAGS)
+    model.load_tf_weights(tensors, source=str(folder / ".index"))
+    return model.eval()

@@ -1,0 +1,74 @@
+"""``cultural-music`` command line: a thin layer that parses flags and calls the library.
+
+Exit codes: 0 success; 1 a clear error (one line on stderr, ``--verbose`` adds the traceback);
+2 bad usage; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from ..errors import CulturalMusicError
+
+__all__ = ["main", "cli"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--verbose", "-v", is_flag=True, help="Show full tracebacks on errors.")
+@click.version_option(package_name="cultural-music")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """Learn kinds of music (or any folder-per-class audio) from folders, then name new recordings."""
+    ctx.ensure_object(dict)
+    ctx.obj["verbose"] = verbose
+
+
+def _register() -> None:
+    from . import demo, evaluate, predict, train
+
+    for module in (train, evaluate, predict, demo):
+        module.register(cli)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (also used by tests)."""
+    args = sys.argv[1:] if argv is None else argv
+    verbose = "--verbose" in args or "-v" in args
+    try:
+        cli.main(args=args, prog_name="cultural-music", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code or 0)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    except CulturalMusicError as exc:
+        if verbose:
+            traceback.print_exc()
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    except MemoryError:
+        click.echo("error: out of memory (try a smaller --batch-size or --workers 1)", err=True)
+        return 1
+    except OSError as exc:
+        if verbose:
+            traceback.print_exc()
+        name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        click.echo(f"error: {name}{exc.strerror or exc}", err=True)
+        return 1
+    return 0
+
+
+def run() -> None:  # pragma: no cover - console script shim
+    sys.exit(main())

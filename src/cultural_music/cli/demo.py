@@ -1,0 +1,32 @@
+"""``cultural-music demo``."""
+
+from __future__ import annotations
+
+import click
+
+from .options import quiet_option, workers_option
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(demo)
+
+
+@click.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="demo_run", show_default=True)
+@click.option("--per-class", type=click.IntRange(min=3), default=12, show_default=True, help="Recordings per class.")
+@click.option("--seconds", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Clip (and base recording) length.")
+@click.option("--epochs", type=click.IntRange(min=1), default=40, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@workers_option
+@quiet_option
+def demo(out_dir: str, per_class: int, seconds: float, epochs: int, seed: int, workers: int | None, quiet: bool) -> None:
+    """Synthesise a 5-class demo set, then train, evaluate and predict end to end."""
+    from ..demo import run_demo
+    from .evaluate import format_metrics
+
+    result = run_demo(out_dir, per_class=per_class, seconds=seconds, epochs=epochs, seed=seed, workers=workers,
+                      progress=not quiet, log=click.echo)
+    click.echo(format_metrics(result["metrics"]))
+    for line in result["predictions"]:
+        click.echo(line)
+    click.echo(f"model, metrics.json and plots: {result['model_dir']}")

@@ -1,0 +1,199 @@
+"""Training end to end: scan -> split -> features -> train -> model folder.
+
+This is the one place that strings the stages together; the CLI only parses flags and calls
+:func:`run_training`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .artifact import save_artifact
+from .atomic import atomic_write_json, ensure_dir
+from .cache import FeatureCache, default_cache_dir
+from .config import Config
+from .data import ClipDataset, build_items
+from .dataset import DatasetScan, Recording, Skipped, read_groups_csv, scan_folder, split_recordings, write_split_csv
+from .errors import DatasetError
+from .extract import ExtractResult, default_workers, extract_features
+from .models import build_model
+from .train import train_model
+
+__all__ = ["TrainingRun", "run_training", "prepare_dataset", "summary_table"]
+
+
+@dataclass
+class TrainingRun:
+    """What :func:`run_training` produced."""
+
+    model_dir: Path
+    classes: list[str]
+    recordings: list[Recording]
+    skipped: list[Skipped]
+    history: list[dict[str, float]]
+    best_epoch: int
+
+
+def prepare_dataset(
+    data_dir: str | Path,
+    cfg: Config,
+    cache: FeatureCache,
+    *,
+    groups_csv: str | Path | None = None,
+    workers: int = 1,
+    progress: bool = True,
+    log: Callable[[str], Any] = print,
+) -> tuple[DatasetScan, list[Recording], ExtractResult]:
+    """Scan, extract clean features, drop unusable files, split by group, add augmented variants.
+
+    Returns the scan (with every skipped file), the split recordings and the features.
+    """
+    scan = scan_folder(data_dir)
+    if groups_csv is not None:
+        scan = read_groups_csv(groups_csv, scan)
+    for w in scan.warnings:
+        log(f"warning: {w}")
+    clean = extract_features(scan.recordings, cfg, cache, augment_splits=(), workers=workers, progress=progress, desc="decode + features")
+    scan.skipped.extend(clean.skipped)
+    usable = [r for r in scan.recordings if r.rel_path in clean.entries]
+    _check_duplicates(usable, clean, log)
+    empty = sorted(set(scan.classes) - {r.label for r in usable})
+    if empty:
+        raise DatasetError(f"class(es) with no usable file: {', '.join(empty)} (see the skipped files above)")
+    if len({r.label for r in usable}) < 2:
+        raise DatasetError("fewer than 2 classes have usable files")
+    recordings = split_recordings(usable, val_fraction=cfg.train.val_fraction, test_fraction=cfg.train.test_fraction, seed=cfg.train.seed)
+    train_recs = [r for r in recordings if r.split == "train"]
+    if cfg.augment.n_variants > 0:
+        aug = extract_features(train_recs, cfg, cache, workers=workers, progress=progress, desc="augmented variants")
+        scan.skipped.extend(aug.skipped)
+        clean.entries.update(aug.entries)
+        clean.n_decoded += aug.n_decoded
+    return scan, recordings, clean
+
+
+def _check_duplicates(recordings: list[Recording], extracted: ExtractResult, log: Callable[[str], Any]) -> None:
+    """Warn about identical audio (same SHA-256) under several paths; a duplicate pair shares a group."""
+    by_sha: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(recordings):
+        by_sha[extracted.entries[r.rel_path].sha].append(i)
+    for idxs in by_sha.values():
+        if len(idxs) > 1:
+            paths = [recordings[i].rel_path for i in idxs]
+            labels = sorted({recordings[i].label for i in idxs})
+            note = f" in different classes ({', '.join(labels)})" if len(labels) > 1 else ""
+            log(f"warning: identical audio{note}: {', '.join(paths)}; kept on one side of the split")
+            group = recordings[idxs[0]].group
+            for i in idxs[1:]:
+                recordings[i] = replace(recordings[i], group=group)
+
+
+def summary_table(recordings: list[Recording], extracted: ExtractResult) -> str:
+    """Files and minutes per class and split, as an aligned text table."""
+    rows: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0, 0.0]))
+    for r in recordings:
+        e = extracted.entries.get(r.rel_path)
+        if e is None:
+            continue
+        for key in (r.split or "all", "total"):
+            rows[r.label][key][0] += 1
+            rows[r.label][key][1] += e.duration / 60.0
+    splits = [s for s in ("train", "val", "test") if any(s in v for v in rows.values())]
+    cols = splits + ["total"]
+    width = max([5] + [len(c) for c in rows])
+    head = f"{'class':<{width}}  " + "  ".join(f"{c + ' files/min':>17}" for c in cols)
+    lines = [head, "-" * len(head)]
+    totals = {c: [0, 0.0] for c in cols}
+    for label in sorted(rows):
+        cells = []
+        for c in cols:
+            n, m = rows[label].get(c, [0, 0.0])
+            totals[c][0] += n
+            totals[c][1] += m
+            cells.append(f"{n:>8d} / {m:>6.1f}")
+        lines.append(f"{label:<{width}}  " + "  ".join(f"{x:>17}" for x in cells))
+    lines.append("-" * len(head))
+    lines.append(f"{'all':<{width}}  " + "  ".join(f"{f'{n:>8d} / {m:>6.1f}':>17}" for n, m in totals.values()))
+    return "\n".join(lines)
+
+
+def format_skipped(skipped: list[Skipped]) -> str:
+    """One line per skipped file: ``path: reason``."""
+    return "\n".join(f"  {s.path}: {s.reason}" for s in skipped)
+
+
+def run_training(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    cfg: Config,
+    *,
+    groups_csv: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    workers: int | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], Any] = print,
+) -> TrainingRun:
+    """Train a model on a folder-per-class data set and write the model folder.
+
+    Writes ``model.safetensors``, ``model.json``, ``history.json``, ``split.csv`` and the
+    training-curve plots into ``out_dir``; ``checkpoint.pt`` is kept there during training.
+    """
+    out = ensure_dir(out_dir)
+    cache = FeatureCache(cache_dir or default_cache_dir())
+    workers = default_workers() if workers is None else max(1, workers)
+    torch.set_num_threads(default_workers())
+    scan, recordings, extracted = prepare_dataset(data_dir, cfg, cache, groups_csv=groups_csv, workers=workers, progress=progress, log=log)
+    if scan.skipped:
+        log(f"skipped {len(scan.skipped)} file(s):\n" + format_skipped(scan.skipped))
+    log(summary_table(recordings, extracted))
+    write_split_csv(out / "split.csv", recordings)
+    classes = sorted({r.label for r in recordings})
+    train_ds = ClipDataset(build_items(recordings, extracted, classes, "train"), train=True, seed=cfg.train.seed, augment=cfg.augment)
+    val_ds = ClipDataset(build_items(recordings, extracted, classes, "val"))
+    log(f"training '{cfg.train.model}' on {len(train_ds)} clips, validating on {len(val_ds)} clips")
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.train.model, n_classes=len(classes), n_mels=cfg.features.n_mels)
+    result = train_model(model, train_ds, val_ds, cfg.train, checkpoint_dir=out, resume=resume, log=log)
+    atomic_write_json(out / "history.json", result.history)
+    data_summary = _data_summary(scan, recordings, extracted)
+    save_artifact(
+        out, model, classes=classes, config=cfg, model_name=cfg.train.model,
+        extra={
+            "training": {
+                "best_epoch": result.best_epoch,
+                "best_val_loss": result.best_val_loss,
+                "epochs_run": len(result.history),
+                "stopped_early": result.stopped_early,
+                "train_clips": len(train_ds),
+                "val_clips": len(val_ds),
+            },
+            "data": data_summary,
+        },
+    )
+    from .plots import plot_history
+
+    plot_history(result.history, out / "plots", best_epoch=result.best_epoch)
+    (out / "checkpoint.pt").unlink(missing_ok=True)
+    return TrainingRun(out, classes, recordings, scan.skipped, result.history, result.best_epoch)
+
+
+def _data_summary(scan: DatasetScan, recordings: list[Recording], extracted: ExtractResult) -> dict[str, Any]:
+    per: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(lambda: {"files": 0, "minutes": 0.0, "clips": 0}))
+    for r in recordings:
+        e = extracted.entries[r.rel_path]
+        cell = per[r.label][r.split]
+        cell["files"] += 1
+        cell["minutes"] += round(e.duration / 60.0, 4)
+        cell["clips"] += e.n_clips
+    return {
+        "data_dir": str(scan.root),
+        "per_class": {k: dict(v) for k, v in per.items()},
+        "skipped": [{"path": s.path, "reason": s.reason} for s in scan.skipped],
+    }

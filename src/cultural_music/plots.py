@@ -1,0 +1,118 @@
+"""PNG plots: training curves, confusion matrix, ROC and precision-recall per class.
+
+matplotlib is imported inside each function (Agg backend), never at package import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import atomic_path, ensure_dir
+
+__all__ = ["plot_history", "plot_confusion", "plot_roc", "plot_pr"]
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    ensure_dir(path.parent)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    _plt().close(fig)
+    return path
+
+
+def plot_history(history: list[dict[str, float]], out_dir: str | Path, *, best_epoch: int | None = None) -> list[Path]:
+    """``accuracy.png`` and ``loss.png``: train vs validation per epoch."""
+    plt = _plt()
+    epochs = [h["epoch"] for h in history]
+    paths = []
+    for key, title in (("accuracy", "Accuracy"), ("loss", "Loss")):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(epochs, [h[f"train_{key}"] for h in history], marker="o", ms=3, label=f"train {key}")
+        ax.plot(epochs, [h[f"val_{key}"] for h in history], marker="o", ms=3, label=f"validation {key}")
+        if best_epoch:
+            ax.axvline(best_epoch, color="grey", ls="--", lw=1, label=f"best epoch ({best_epoch})")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.set_title(f"{title}: training vs validation")
+        if key == "accuracy":
+            ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        paths.append(_save(fig, Path(out_dir) / f"{key}.png"))
+    return paths
+
+
+def plot_confusion(cm: np.ndarray, classes: list[str], path: str | Path, *, normalize: bool = False, title: str = "Confusion matrix") -> Path:
+    """Confusion matrix (rows = true class, columns = predicted), counts or row-normalised."""
+    plt = _plt()
+    cm = np.asarray(cm, dtype=float)
+    shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
+    k = len(classes)
+    size = max(4.5, 0.6 * k + 2.5)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else max(shown.max(), 1))
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class" if normalize else "count")
+    ax.set_xticks(range(k), classes, rotation=45, ha="right")
+    ax.set_yticks(range(k), classes)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    thresh = shown.max() / 2 if shown.size else 0
+    for i in range(k):
+        for j in range(k):
+            text = f"{shown[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if shown[i, j] > thresh else "black")
+    return _save(fig, Path(path))
+
+
+def _per_class_curves(y_true: np.ndarray, proba: np.ndarray, classes: list[str], path: Path, kind: str, title: str) -> Path:
+    from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for i, name in enumerate(classes):
+        pos = (y_true == i).astype(int)
+        if pos.sum() == 0 or pos.sum() == len(pos):
+            ax.plot([], [], label=f"{name} (n/a: {'no' if pos.sum() == 0 else 'only'} positives)")
+            continue
+        if kind == "roc":
+            fpr, tpr, _ = roc_curve(pos, proba[:, i])
+            ax.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.2f})")
+        else:
+            prec, rec, _ = precision_recall_curve(pos, proba[:, i])
+            ax.step(rec, prec, where="post", label=f"{name} (AP {average_precision_score(pos, proba[:, i]):.2f})")
+    if kind == "roc":
+        ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="chance")
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+    else:
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right" if kind == "roc" else "lower left")
+    return _save(fig, path)
+
+
+def plot_roc(y_true: np.ndarray, proba: np.ndarray, classes: list[str], path: str | Path, *, title: str = "ROC per class (one vs rest)") -> Path:
+    """One-vs-rest ROC curve per class with its AUC."""
+    return _per_class_curves(np.asarray(y_true), np.asarray(proba), classes, Path(path), "roc", title)
+
+
+def plot_pr(y_true: np.ndarray, proba: np.ndarray, classes: list[str], path: str | Path, *, title: str = "Precision-recall per class") -> Path:
+    """Precision-recall curve per class with its average precision (AP)."""
+    return _per_class_curves(np.asarray(y_true), np.asarray(proba), classes, Path(path), "pr", title)

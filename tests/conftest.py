@@ -1,0 +1,47 @@
+"""Shared fixtures: a seeded generator and tiny generated audio files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def tone(freq: float, seconds: float, sr: int = 8000, *, rng: np.random.Generator | None = None, noise: float = 0.01) -> np.ndarray:
+    """A sine at ``freq`` Hz with a little noise, float32 ``(samples,)``."""
+    t = np.arange(int(seconds * sr)) / sr
+    y = 0.5 * np.sin(2 * np.pi * freq * t)
+    if rng is not None:
+        y = y + noise * rng.standard_normal(len(t))
+    return y.astype(np.float32)
+
+
+def write(path: Path, y: np.ndarray, sr: int = 8000, **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), y, sr, **kw)
+    return path
+
+
+def make_tone_dataset(root: Path, *, classes: dict[str, float] | None = None, per_class: int = 6, seconds: float = 1.0,
+                      sr: int = 8000, seed: int = 0) -> Path:
+    """``root/<class>/<i>.wav``: each class a different sine frequency, random jitter per file."""
+    classes = classes or {"low": 300.0, "mid": 900.0, "high": 2400.0}
+    g = np.random.default_rng(seed)
+    for name, f in classes.items():
+        for i in range(per_class):
+            write(root / name / f"{name}_{i}.wav", tone(f * g.uniform(0.97, 1.03), seconds, sr, rng=g), sr)
+    return root
+
+
+@pytest.fixture
+def tone_dataset(tmp_path: Path) -> Path:
+    return make_tone_dataset(tmp_path / "data")
