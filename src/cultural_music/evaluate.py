@@ -21,18 +21,10 @@ from .data import ClipDataset, build_items
 from .dataset import Recording, read_split_csv, scan_folder
 from .errors import DatasetError
 from .extract import default_workers, extract_features
-from .metrics import classification_metrics, mean_by_group
+from .metrics import classification_metrics, mean_by_group, softmax
 from .train import predict_logits
 
-__all__ = ["evaluate_model", "clip_and_recording_probabilities", "softmax"]
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise softmax of ``(n, k)`` logits divided by ``temperature``."""
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+__all__ = ["evaluate_model", "clip_and_recording_probabilities"]
 
 
 def clip_and_recording_probabilities(art: Artifact, recordings: list[Recording], extracted: Any, split: str) -> dict[str, Any]:

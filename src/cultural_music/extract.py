@@ -22,7 +22,7 @@ from .cache import FeatureCache
 from .config import Config
 from .dataset import Recording, Skipped, file_sha256
 from .errors import AudioLoadError
-from .features import log_mel
+from .features import compute_features
 
 __all__ = ["FeatureEntry", "ExtractResult", "extract_features", "default_workers"]
 
@@ -67,10 +67,10 @@ def _features_of_file(path: str, cfg: Config, augment: Any | None, rng: np.rando
     for _, clip in iter_clips(path, cfg.audio):
         batch.append(clip if augment is None else augment(clip, sr, rng))
         if len(batch) == _BATCH:
-            out.append(log_mel(np.stack(batch), sample_rate=sr, cfg=cfg.features))
+            out.append(compute_features(np.stack(batch), cfg))
             batch = []
     if batch:
-        out.append(log_mel(np.stack(batch), sample_rate=sr, cfg=cfg.features))
+        out.append(compute_features(np.stack(batch), cfg))
     return np.concatenate(out)
 
 

@@ -9,11 +9,30 @@ from __future__ import annotations
 import librosa
 import numpy as np
 
-from .config import FeatureConfig
+from .config import Config, FeatureConfig
 
-__all__ = ["log_mel", "feature_shape"]
+__all__ = ["compute_features", "log_mel", "feature_shape"]
 
 _SILENCE = 1e-10
+
+
+def compute_features(clips: np.ndarray, cfg: Config) -> np.ndarray:
+    """Model input features of a batch of clips: the one entry point training, evaluation and
+    prediction all use, so they can never disagree.
+
+    Parameters
+    ----------
+    clips
+        float32 ``(n, samples)`` clips at ``cfg.audio.sample_rate`` Hz.
+    cfg
+        The model's full config.
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``(n, n_mels, frames)``.
+    """
+    return log_mel(clips, sample_rate=cfg.audio.sample_rate, cfg=cfg.features)
 
 
 def log_mel(clips: np.ndarray, *, sample_rate: int, cfg: FeatureConfig) -> np.ndarray:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["classification_metrics", "mean_by_group"]
+__all__ = ["classification_metrics", "mean_by_group", "softmax"]
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str], *, majority_class: int | None = None) -> dict[str, Any]:
@@ -90,3 +90,11 @@ def mean_by_group(groups: list[str], values: np.ndarray) -> tuple[list[str], np.
         order.setdefault(g, []).append(i)
     keys = list(order)
     return keys, np.stack([values[idx].mean(axis=0) for idx in order.values()]) if keys else np.zeros((0, values.shape[1]))
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of ``(n, k)`` logits divided by ``temperature``."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)

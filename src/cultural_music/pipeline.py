@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .artifact import save_artifact
@@ -47,12 +48,16 @@ def prepare_dataset(
     *,
     groups_csv: str | Path | None = None,
     workers: int = 1,
+    assign_split: Callable[[list[Recording]], list[Recording]] | None = None,
     progress: bool = True,
     log: Callable[[str], Any] = print,
 ) -> tuple[DatasetScan, list[Recording], ExtractResult]:
     """Scan, extract clean features, drop unusable files, split by group, add augmented variants.
 
-    Returns the scan (with every skipped file), the split recordings and the features.
+    ``assign_split`` maps the usable recordings to recordings with ``split`` set (default:
+    :func:`split_recordings` with the config's fractions and seed; cross-validation passes
+    its fold assignment).  Returns the scan (with every skipped file), the split recordings
+    and the features.
     """
     scan = scan_folder(data_dir)
     if groups_csv is not None:
@@ -68,7 +73,10 @@ def prepare_dataset(
         raise DatasetError(f"class(es) with no usable file: {', '.join(empty)} (see the skipped files above)")
     if len({r.label for r in usable}) < 2:
         raise DatasetError("fewer than 2 classes have usable files")
-    recordings = split_recordings(usable, val_fraction=cfg.train.val_fraction, test_fraction=cfg.train.test_fraction, seed=cfg.train.seed)
+    if assign_split is None:
+        recordings = split_recordings(usable, val_fraction=cfg.train.val_fraction, test_fraction=cfg.train.test_fraction, seed=cfg.train.seed)
+    else:
+        recordings = assign_split(usable)
     train_recs = [r for r in recordings if r.split == "train"]
     if cfg.augment.n_variants > 0:
         aug = extract_features(train_recs, cfg, cache, workers=workers, progress=progress, desc="augmented variants")
@@ -137,6 +145,7 @@ def run_training(
     cache_dir: str | Path | None = None,
     workers: int | None = None,
     resume: bool = False,
+    assign_split: Callable[[list[Recording]], list[Recording]] | None = None,
     progress: bool = True,
     log: Callable[[str], Any] = print,
 ) -> TrainingRun:
@@ -149,7 +158,9 @@ def run_training(
     cache = FeatureCache(cache_dir or default_cache_dir())
     workers = default_workers() if workers is None else max(1, workers)
     torch.set_num_threads(default_workers())
-    scan, recordings, extracted = prepare_dataset(data_dir, cfg, cache, groups_csv=groups_csv, workers=workers, progress=progress, log=log)
+    scan, recordings, extracted = prepare_dataset(
+        data_dir, cfg, cache, groups_csv=groups_csv, workers=workers, assign_split=assign_split, progress=progress, log=log
+    )
     if scan.skipped:
         log(f"skipped {len(scan.skipped)} file(s):\n" + format_skipped(scan.skipped))
     log(summary_table(recordings, extracted))
@@ -163,6 +174,7 @@ def run_training(
     result = train_model(model, train_ds, val_ds, cfg.train, checkpoint_dir=out, resume=resume, log=log)
     atomic_write_json(out / "history.json", result.history)
     data_summary = _data_summary(scan, recordings, extracted)
+    post = fit_on_validation(model, val_ds)
     save_artifact(
         out, model, classes=classes, config=cfg, model_name=cfg.train.model,
         extra={
@@ -175,6 +187,7 @@ def run_training(
                 "val_clips": len(val_ds),
             },
             "data": data_summary,
+            **post,
         },
     )
     from .plots import plot_history
@@ -182,6 +195,27 @@ def run_training(
     plot_history(result.history, out / "plots", best_epoch=result.best_epoch)
     (out / "checkpoint.pt").unlink(missing_ok=True)
     return TrainingRun(out, classes, recordings, scan.skipped, result.history, result.best_epoch)
+
+
+def fit_on_validation(model: torch.nn.Module, val_ds: ClipDataset) -> dict[str, Any]:
+    """Settings fitted on the validation split after training: calibration, then the
+    "uncertain" threshold on calibrated recording-level probabilities."""
+    from .calibration import fit_temperature
+    from .metrics import softmax
+    from .metrics import mean_by_group
+    from .train import predict_logits
+    from .uncertainty import fit_threshold
+
+    logits = predict_logits(model, val_ds)
+    labels = val_ds.labels
+    calibration = fit_temperature(logits, labels)
+    proba = softmax(logits, float(calibration.get("temperature", 1.0)))
+    rec_paths, rec_proba = mean_by_group([it.rel_path for it in val_ds.items], proba)
+    first = {}
+    for it in val_ds.items:
+        first.setdefault(it.rel_path, it.label)
+    rec_labels = np.array([first[p] for p in rec_paths], dtype=int)
+    return {"calibration": calibration, "uncertain": fit_threshold(rec_proba, rec_labels)}
 
 
 def _data_summary(scan: DatasetScan, recordings: list[Recording], extracted: ExtractResult) -> dict[str, Any]:

@@ -16,8 +16,8 @@ import torch
 
 from .artifact import Artifact, load_artifact
 from .audio import iter_clips
-from .evaluate import softmax
-from .features import log_mel
+from .metrics import softmax
+from .features import compute_features
 
 __all__ = ["Prediction", "Classifier", "predict_cultural_music_type", "format_prediction", "DEFAULT_MODEL_DIR"]
 
@@ -81,7 +81,7 @@ class Classifier:
         end = 0.0
 
         def flush() -> None:
-            feats = torch.from_numpy(log_mel(np.stack(batch), sample_rate=sr, cfg=cfg.features))[:, None]
+            feats = torch.from_numpy(compute_features(np.stack(batch), cfg))[:, None]
             probs.append(softmax(self.artifact.model(feats).numpy(), self.temperature))
             batch.clear()
 

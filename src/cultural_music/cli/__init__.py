@@ -27,10 +27,14 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 def _register() -> None:
-    from . import demo, evaluate, predict, train
+    """Add every command module of this package (each file defines ``register(cli)``)."""
+    import importlib
+    import pkgutil
 
-    for module in (train, evaluate, predict, demo):
-        module.register(cli)
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "register"):
+            module.register(cli)
 
 
 _register()

@@ -30,7 +30,12 @@ def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn
 
 
 def _load_builtin() -> None:
-    from . import seed_cnn  # noqa: F401  (registers itself)
+    """Import every module of this package; each registers its models."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
 
 
 def available_models() -> list[str]:
