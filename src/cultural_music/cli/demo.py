@@ -14,17 +14,21 @@ def register(cli: click.Group) -> None:
 @click.command()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="demo_run", show_default=True)
 @click.option("--per-class", type=click.IntRange(min=3), default=12, show_default=True, help="Recordings per class.")
-@click.option("--seconds", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Clip (and base recording) length.")
+@click.option("--seconds", type=click.FloatRange(min=1), default=30.0, show_default=True, help="Length of a demo recording (every 4th is twice as long).")
+@click.option("--clip-seconds", type=click.FloatRange(min=0.5), default=10.0, show_default=True, help="Clip length the model uses.")
 @click.option("--epochs", type=click.IntRange(min=1), default=40, show_default=True)
+@click.option("--patience", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @workers_option
 @quiet_option
-def demo(out_dir: str, per_class: int, seconds: float, epochs: int, seed: int, workers: int | None, quiet: bool) -> None:
+def demo(out_dir: str, per_class: int, seconds: float, clip_seconds: float, epochs: int, patience: int, seed: int,
+         workers: int | None, quiet: bool) -> None:
     """Synthesise a 5-class demo set, then train, evaluate and predict end to end."""
     from ..demo import run_demo
     from .evaluate import format_metrics
 
-    result = run_demo(out_dir, per_class=per_class, seconds=seconds, epochs=epochs, seed=seed, workers=workers,
+    result = run_demo(out_dir, per_class=per_class, seconds=seconds, clip_seconds=clip_seconds, epochs=epochs,
+                      patience=patience, seed=seed, workers=workers,
                       progress=not quiet, log=click.echo)
     click.echo(format_metrics(result["metrics"]))
     for line in result["predictions"]:

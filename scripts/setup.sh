@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Create ./.venv (if needed) and install cultural-music with everything the demo and tests use.
+# Usage: bash scripts/setup.sh [--with-browser]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+PIP="$VENV/bin/pip"
+# The CPU build of PyTorch first, pinned: a bare 'torch' would pull a multi-GB CUDA build.
+"$VENV/bin/python" -c "import torch" 2>/dev/null || "$PIP" install -q "torch==2.13.0"
+"$PIP" install -q -e ".[test,web,onnx]"
+# Pretrained musicnn weights ship inside this wheel; its declared deps (TF1, old numpy) are not needed.
+"$VENV/bin/python" -c "import importlib.util as u; exit(0 if u.find_spec('musicnn') else 1)" 2>/dev/null \
+  || "$PIP" install -q --no-deps "musicnn==0.1.0"
+if [ "${1:-}" = "--with-browser" ]; then
+  "$PIP" install -q playwright || echo "warning: playwright could not be installed; the browser test will skip"
+  if [ ! -x /usr/bin/chromium ]; then
+    if command -v apt-get >/dev/null 2>&1; then
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+        || echo "warning: chromium could not be installed; the browser test will skip"
+    else
+      echo "warning: no apt-get; the browser test will skip"
+    fi
+  fi
+fi
+echo "setup done: $VENV"
