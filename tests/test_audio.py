@@ -72,3 +72,10 @@ def test_missing_and_silent(tmp_path: Path) -> None:
     p = write(tmp_path / "silent.wav", np.zeros(8000, dtype=np.float32))
     with pytest.raises(AudioLoadError, match="silent"):
         load_clips(p, AudioConfig(sample_rate=8000, clip_seconds=1.0))
+
+
+@pytest.mark.parametrize("channels", [2, 3, 6])
+def test_channel_mix_is_the_exact_mean(tmp_path: Path, rng: np.random.Generator, channels: int) -> None:
+    y = (0.3 * rng.standard_normal((8000, channels))).astype(np.float32)
+    p = write(tmp_path / "multi.wav", y, 8000, subtype="FLOAT")
+    np.testing.assert_array_equal(load_audio(p, sample_rate=8000), y.mean(axis=1, dtype=np.float32))

@@ -29,3 +29,73 @@ def test_silence_is_zero_and_level_invariant() -> None:
     assert np.all(log_mel(np.zeros(8000, np.float32), sample_rate=8000, cfg=cfg) == 0)
     y = tone(440, 1.0, 8000, rng=np.random.default_rng(1))
     np.testing.assert_allclose(log_mel(y, sample_rate=8000, cfg=cfg), log_mel(0.1 * y, sample_rate=8000, cfg=cfg), atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------
+# feature kinds: musicnn log-mels and cached musicnn embeddings
+# ------------------------------------------------------------------------------------------
+import dataclasses  # noqa: E402
+import importlib.util  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from cultural_music.config import Config, n_patches  # noqa: E402
+from cultural_music.errors import ParameterError  # noqa: E402
+from cultural_music.features import compute_features, musicnn_log_mel  # noqa: E402
+
+needs_weights = pytest.mark.skipif(importlib.util.find_spec("musicnn") is None, reason="musicnn weights not installed")
+
+
+def _cfg(kind: str) -> Config:
+    return Config().replace(audio={"sample_rate": 16000}, features=dataclasses.asdict(FeatureConfig.for_kind(kind)))
+
+
+def test_musicnn_kind_matches_the_port_input() -> None:
+    from cultural_music.backbones.musicnn import musicnn_logmel
+
+    clips = np.stack([tone(440, 1.0, 16000, rng=np.random.default_rng(0)), tone(3000, 1.0, 16000)])
+    got = compute_features(clips, _cfg("musicnn"))
+    assert got.shape == (2, 96, 1 + 16000 // 256) and got.dtype == np.float32
+    np.testing.assert_allclose(got[1], musicnn_logmel(clips[1]).T, atol=1e-6)
+    np.testing.assert_array_equal(got, musicnn_log_mel(clips))
+    assert feature_shape(16000, _cfg("musicnn").features) == (96, 63)
+
+
+def test_patch_count() -> None:
+    assert [n_patches(f) for f in (1, 63, 187, 188, 313, 1876)] == [1, 1, 1, 2, 2, 11]
+    fc = FeatureConfig.for_kind("musicnn-embedding:MSD_musicnn")
+    assert feature_shape(16000 * 30, fc) == (1506, 11)
+
+
+@needs_weights
+def test_embedding_kind_is_the_backbone_embedding_of_covering_patches() -> None:
+    from cultural_music.backbones.musicnn import covering_patches, pretrained
+
+    g = np.random.default_rng(0)
+    clips = (0.1 * g.standard_normal((2, 16000 * 4))).astype(np.float32)  # 4 s: 251 frames -> 2 patches
+    cfg = _cfg("musicnn-embedding:MTT_musicnn")
+    emb = compute_features(clips, cfg)
+    assert emb.shape == (2, 1506, 2) == (2, *feature_shape(clips.shape[1], cfg.features))
+    mel = musicnn_log_mel(clips[1]).T
+    pats = covering_patches(mel)
+    np.testing.assert_array_equal(pats[1], mel[-187:])  # the last patch ends at the last frame
+    with torch.no_grad():
+        want = pretrained("MTT_musicnn").embedding(torch.from_numpy(pats)).numpy().T
+    np.testing.assert_allclose(emb[1], want, atol=1e-5)
+    short = compute_features(clips[:, :8000], cfg)  # 0.5 s: repeat-padded to one patch
+    assert short.shape == (2, 1506, 1) and np.isfinite(short).all()
+
+
+def test_kind_validation_and_cache_keys() -> None:
+    with pytest.raises(ParameterError, match="'kind' parameter"):
+        FeatureConfig(kind="mfcc")
+    with pytest.raises(ParameterError, match="'n_mels' parameter of FeatureConfig must be 96"):
+        FeatureConfig(kind="musicnn", n_fft=512, hop_length=256, n_mels=128)
+    with pytest.raises(ParameterError, match="must be 16000"):
+        Config().replace(features=dataclasses.asdict(FeatureConfig.for_kind("musicnn")))
+    keys = {_cfg(k).feature_key() for k in ("musicnn", "musicnn-embedding:MSD_musicnn", "musicnn-embedding:MTT_musicnn")}
+    assert len(keys) == 3 and Config().feature_key() not in keys
+    assert FeatureConfig().backbone is None and FeatureConfig.for_kind("musicnn-embedding:MSD_musicnn").backbone == "MSD_musicnn"
+    cfg = _cfg("musicnn-embedding:MSD_musicnn")
+    assert Config.from_dict(cfg.to_dict()) == cfg

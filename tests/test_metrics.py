@@ -38,3 +38,18 @@ def test_mean_by_group() -> None:
     keys, v = mean_by_group(["f1", "f2", "f1"], np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]))
     assert keys == ["f1", "f2"]
     np.testing.assert_allclose(v, [[0.5, 0.5], [0.0, 1.0]])
+
+
+def test_class_absent_from_truth_is_left_out_of_macro_scores() -> None:
+    # true: a a b b (no c); predicted: a c b b -> c predicted once, never true
+    y = np.array([0, 0, 1, 1])
+    proba = np.array([[0.8, 0.1, 0.1], [0.2, 0.1, 0.7], [0.1, 0.8, 0.1], [0.3, 0.6, 0.1]])
+    m = classification_metrics(y, proba, ["a", "b", "c"], majority_class=1)
+    # f1 a = 2/3 (p 1, r 1/2), b = 1 ; c has no support and is not averaged
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 1) / 2)
+    assert m["balanced_accuracy"] == pytest.approx((0.5 + 1) / 2)
+    assert m["per_class"]["c"]["roc_auc"] is None and m["per_class"]["c"]["support"] == 0
+    # AUC of a: positives score 0.8, 0.2; negatives 0.1, 0.3 -> 3 of 4 pairs ranked right
+    assert m["per_class"]["a"]["roc_auc"] == pytest.approx(0.75)
+    assert m["baseline_class"] == "b" and m["baseline_accuracy"] == pytest.approx(0.5)
+    assert m["baseline_macro_f1"] == pytest.approx((0 + 2 / 3) / 2)  # b: p 1/2, r 1 -> 2/3

@@ -91,7 +91,7 @@ def iter_blocks(path: str | Path, *, sample_rate: int, block_seconds: float = _B
                     raise AudioLoadError(path, f"corrupt audio data ({_clean(err)})") from err
                 break  # truncated file: keep what decoded
             last = len(data) < block
-            mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+            mono = _mix_to_mono(data)
             if mono.size and not np.isfinite(mono).all():
                 raise AudioLoadError(path, "contains NaN or infinite samples")
             total += len(mono)
@@ -102,6 +102,21 @@ def iter_blocks(path: str | Path, *, sample_rate: int, block_seconds: float = _B
                 break
         if total == 0:
             raise AudioLoadError(path, "no audio samples (0 frames)")
+
+
+def _mix_to_mono(data: np.ndarray) -> np.ndarray:
+    """Mean of the channels of float32 ``(frames, channels)``, as ``(frames,)``.
+
+    Same values as ``data.mean(axis=1)`` (channels added in order, then divided), about 100x
+    faster: a reduction over the short, interleaved channel axis is slow in numpy.
+    """
+    if data.shape[1] == 1:
+        return data[:, 0]
+    mono = data[:, 0].copy()
+    for c in range(1, data.shape[1]):
+        mono += data[:, c]
+    mono /= np.float32(data.shape[1])
+    return mono
 
 
 def iter_clips(

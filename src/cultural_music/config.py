@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import ParameterError, check_in_range, check_positive
 
-__all__ = ["AudioConfig", "FeatureConfig", "AugmentConfig", "TrainConfig", "Config"]
+__all__ = ["AudioConfig", "FeatureConfig", "AugmentConfig", "TrainConfig", "Config", "n_patches", "LR_SCHEDULES", "CLASS_WEIGHTINGS"]
 
 
 @dataclass(frozen=True)
@@ -48,12 +48,33 @@ class AudioConfig:
         return max(1, int(round(self.clip_seconds * self.sample_rate)))
 
 
+LOGMEL = "logmel"
+MUSICNN = "musicnn"
+MUSICNN_EMBEDDING = "musicnn-embedding"
+MUSICNN_BACKBONES = ("MSD_musicnn", "MTT_musicnn")
+MUSICNN_SAMPLE_RATE = 16000  #: Hz: the musicnn networks' input rate
+MUSICNN_N_MELS = 96  #: mel bands of the musicnn input
+MUSICNN_EMBEDDING_DIM = 1506  #: [mean_pool, max_pool] of the musicnn mid-end (753 + 753)
+MUSICNN_PATCH_FRAMES = 187  #: frames of one musicnn input patch (3 s at hop 256, 16 kHz)
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Log-mel spectrogram settings (``librosa.feature.melspectrogram``, then dB, then 0..1).
+    """What the network sees: the feature map ``(rows, columns)`` of one clip.
 
-    The dB values are taken relative to the clip's loudest bin and clipped at ``-top_db``, then
-    mapped linearly to 0..1, so every clip spans 0..1 whatever its recording level.
+    ``kind`` chooses the features (see :func:`cultural_music.features.compute_features`):
+
+    - ``"logmel"``: ``librosa.feature.melspectrogram`` (power), then dB relative to the clip's
+      loudest bin, clipped at ``-top_db`` and mapped linearly to 0..1, so every clip spans 0..1
+      whatever its recording level.  Shape ``(n_mels, frames)``.
+    - ``"musicnn"``: the pretrained musicnn networks' input, ``log10(10000 * mel + 1)`` at 16 kHz
+      with ``n_fft=512``, ``hop_length=256``, ``n_mels=96``.  Shape ``(96, frames)``.
+    - ``"musicnn-embedding:<backbone>"`` (backbone ``MSD_musicnn`` or ``MTT_musicnn``): the frozen
+      backbone's 1506-dim embedding of every 3 s patch of the clip.  Shape ``(1506, patches)``;
+      ``n_mels`` then holds the embedding size (the feature map's rows), 1506.
+
+    The musicnn kinds need ``AudioConfig.sample_rate == 16000`` and fix ``n_fft``, ``hop_length``
+    and ``n_mels`` (:meth:`for_kind` gives a valid config for any kind).
     """
 
     n_fft: int = 2048
@@ -62,16 +83,64 @@ class FeatureConfig:
     fmin: float = 0.0
     fmax: float | None = None
     top_db: float = 80.0
+    kind: str = LOGMEL
 
     def __post_init__(self) -> None:
         check_in_range("n_fft", "FeatureConfig", self.n_fft, 16, 65536)
         check_in_range("hop_length", "FeatureConfig", self.hop_length, 1, self.n_fft)
-        check_in_range("n_mels", "FeatureConfig", self.n_mels, 1, 1024)
         check_positive("top_db", "FeatureConfig", self.top_db)
+        if self.kind == LOGMEL:
+            check_in_range("n_mels", "FeatureConfig", self.n_mels, 1, 1024)
+            return
+        base, _, backbone = self.kind.partition(":")
+        if not (self.kind == MUSICNN or (base == MUSICNN_EMBEDDING and backbone in MUSICNN_BACKBONES)):
+            kinds = [LOGMEL, MUSICNN] + [f"{MUSICNN_EMBEDDING}:{b}" for b in MUSICNN_BACKBONES]
+            raise ParameterError(f"The 'kind' parameter of FeatureConfig must be one of {kinds}. Got {self.kind!r} instead.")
+        for name, want in _fixed_settings(self.kind).items():
+            if getattr(self, name) != want:
+                raise ParameterError(
+                    f"The '{name}' parameter of FeatureConfig must be {want!r} for kind {self.kind!r} "
+                    f"(fixed by the pretrained network). Got {getattr(self, name)!r} instead."
+                )
+
+    @classmethod
+    def for_kind(cls, kind: str) -> "FeatureConfig":
+        """The default settings of a feature kind (musicnn kinds: the only valid ones)."""
+        return cls(kind=kind, **_fixed_settings(kind))
+
+    @property
+    def backbone(self) -> str | None:
+        """Name of the pretrained network the features need (``None`` for log-mels)."""
+        if self.kind.startswith(MUSICNN_EMBEDDING + ":"):
+            return self.kind.partition(":")[2]
+        return None
+
+    @property
+    def sample_rate(self) -> int | None:
+        """Sample rate in Hz the features require (``None``: any)."""
+        return None if self.kind == LOGMEL else MUSICNN_SAMPLE_RATE
 
     def n_frames(self, n_samples: int) -> int:
-        """Frames produced for ``n_samples`` samples (librosa's ``center=True`` framing)."""
-        return 1 + n_samples // self.hop_length
+        """Columns produced for ``n_samples`` samples: frames (librosa's ``center=True``
+        framing), or 3 s patches for embedding kinds (see :func:`n_patches`)."""
+        frames = 1 + n_samples // self.hop_length
+        return n_patches(frames) if self.backbone is not None else frames
+
+
+def _fixed_settings(kind: str) -> dict[str, Any]:
+    """Settings a feature kind fixes (none for log-mels)."""
+    if kind == LOGMEL:
+        return {}
+    rows = MUSICNN_N_MELS if kind == MUSICNN else MUSICNN_EMBEDDING_DIM
+    return {"n_fft": 512, "hop_length": 256, "n_mels": rows, "fmin": 0.0, "fmax": None}
+
+
+def n_patches(frames: int, patch_frames: int = MUSICNN_PATCH_FRAMES) -> int:
+    """3 s patches covering ``frames`` log-mel frames: ``ceil(frames / patch_frames)``, at least 1.
+
+    The patches overlap as little as possible; the last one ends at the last frame.
+    """
+    return max(1, -(-int(frames) // patch_frames))
 
 
 @dataclass(frozen=True)
@@ -113,9 +182,39 @@ class AugmentConfig:
             )
 
 
+LR_SCHEDULES = ("none", "cosine", "onecycle")
+CLASS_WEIGHTINGS = ("none", "balanced")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Model choice, optimisation and split settings."""
+    """Model choice, optimisation recipe and split settings.
+
+    The defaults are the reference recipe (Adam at a fixed learning rate, nothing else); each
+    model's recommended recipe is ``cultural_music.models.default_config(name)``.
+
+    Attributes
+    ----------
+    weight_decay
+        Decoupled weight decay (AdamW) per step, relative to the learning rate; 0 = plain Adam.
+    lr_schedule
+        ``"none"`` (constant), ``"cosine"`` (linear warm-up over ``warmup_epochs``, then cosine
+        decay to 0 at ``epochs``) or ``"onecycle"`` (warm-up over the first 30 %, then cosine decay).
+    warmup_epochs
+        Linear warm-up length of the ``"cosine"`` schedule, in epochs (may be fractional).
+    mixup_alpha
+        Mixup: each training batch is mixed with a shuffled copy of itself with weight
+        ``lam ~ Beta(alpha, alpha)``; 0 = off.
+    label_smoothing
+        Label smoothing of the training loss, in [0, 1).
+    class_weighting
+        ``"balanced"``: loss weights ``n / (k * n_c)`` from the training clips, so every class
+        counts as much however many clips it has; ``"none"``: every clip counts once.
+    balanced_sampling
+        Draw training clips with replacement so that every class is equally likely per draw.
+    backbone_lr_scale
+        Learning-rate factor of a pretrained backbone being fine-tuned (models that expose one).
+    """
 
     model: str = "seed-cnn"
     epochs: int = 50
@@ -125,6 +224,14 @@ class TrainConfig:
     seed: int = 42
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    weight_decay: float = 0.0
+    lr_schedule: str = "none"
+    warmup_epochs: float = 1.0
+    mixup_alpha: float = 0.0
+    label_smoothing: float = 0.0
+    class_weighting: str = "none"
+    balanced_sampling: bool = False
+    backbone_lr_scale: float = 0.1
 
     def __post_init__(self) -> None:
         check_in_range("epochs", "TrainConfig", self.epochs, 1, 100000)
@@ -133,6 +240,20 @@ class TrainConfig:
         check_in_range("patience", "TrainConfig", self.patience, 1, 100000)
         check_in_range("val_fraction", "TrainConfig", self.val_fraction, 0.01, 0.5)
         check_in_range("test_fraction", "TrainConfig", self.test_fraction, 0.01, 0.5)
+        check_in_range("weight_decay", "TrainConfig", self.weight_decay, 0.0, 1.0)
+        check_in_range("warmup_epochs", "TrainConfig", self.warmup_epochs, 0.0, 100000)
+        check_in_range("mixup_alpha", "TrainConfig", self.mixup_alpha, 0.0, 100.0)
+        check_in_range("label_smoothing", "TrainConfig", self.label_smoothing, 0.0, 0.99)
+        check_in_range("backbone_lr_scale", "TrainConfig", self.backbone_lr_scale, 0.0, 1.0)
+        for name, allowed in (("lr_schedule", LR_SCHEDULES), ("class_weighting", CLASS_WEIGHTINGS)):
+            if getattr(self, name) not in allowed:
+                raise ParameterError(
+                    f"The '{name}' parameter of TrainConfig must be one of {list(allowed)}. Got {getattr(self, name)!r} instead."
+                )
+        if not isinstance(self.balanced_sampling, bool):
+            raise ParameterError(
+                f"The 'balanced_sampling' parameter of TrainConfig must be a bool. Got {self.balanced_sampling!r} instead."
+            )
 
 
 _SECTIONS = {
@@ -151,6 +272,14 @@ class Config:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        need = self.features.sample_rate
+        if need is not None and self.audio.sample_rate != need:
+            raise ParameterError(
+                f"The 'sample_rate' parameter of AudioConfig must be {need} for feature kind "
+                f"{self.features.kind!r}. Got {self.audio.sample_rate!r} instead."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""

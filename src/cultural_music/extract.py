@@ -1,32 +1,25 @@
-"""Turn recordings into cached features, in parallel processes, skipping and reporting bad files.
+"""Turn recordings into cached features, in parallel, skipping and reporting bad files.
 
-For every recording: hash its bytes, look the features up in the :class:`FeatureCache`, and only
-on a miss decode it (streaming), cut clips and compute log-mels.  Training recordings also get
-``cfg.augment.n_variants`` augmented copies, drawn from a generator seeded by
-``(seed, file hash)`` so the result does not depend on worker order.
+:func:`extract_features` gives the features of every recording: first through the fast path
+(a file whose ``stat`` signature matches the cache's :class:`FileIndex` and whose features are
+cached is neither hashed nor decoded, and when every file is such a hit no process is started),
+then through :func:`~cultural_music.jobs.run_jobs` for the rest (hash, cache lookup, decode on a
+miss), with a progress bar showing files/s and the time left.
 """
 
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .audio import audio_info, iter_clips
-from .cache import FeatureCache
+from .cache import FeatureCache, FileIndex, FileSignature
 from .config import Config
-from .dataset import Recording, Skipped, file_sha256
-from .errors import AudioLoadError
-from .features import compute_features
+from .dataset import DatasetScan, Recording, Skipped, scan_folder
+from .jobs import ExtractJob, JobResult, entry_for, run_jobs
 
-__all__ = ["FeatureEntry", "ExtractResult", "extract_features", "default_workers"]
-
-_BATCH = 8  # clips per log-mel call: bounds memory for long files
+__all__ = ["FeatureEntry", "ExtractResult", "extract_features", "fill_cache", "default_workers"]
 
 
 @dataclass(frozen=True)
@@ -40,15 +33,18 @@ class FeatureEntry:
     duration: float
     clean_path: Path
     aug_path: Path | None = None
+    n_variants: int = 0
 
 
 @dataclass
 class ExtractResult:
-    """Entries by ``rel_path``, files skipped with reasons, and how many files were decoded."""
+    """Entries by ``rel_path``, files skipped with reasons, how many files were decoded, and how
+    many were found through the file index (neither hashed nor decoded)."""
 
     entries: dict[str, FeatureEntry] = field(default_factory=dict)
     skipped: list[Skipped] = field(default_factory=list)
     n_decoded: int = 0
+    n_indexed: int = 0
 
 
 def default_workers() -> int:
@@ -57,68 +53,6 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - non-Linux
         return max(1, os.cpu_count() or 1)
-
-
-def _features_of_file(path: str, cfg: Config, augment: Any | None, rng: np.random.Generator | None) -> np.ndarray:
-    """Clean (``augment is None``) or one augmented variant's features ``(n_clips, n_mels, frames)``."""
-    sr = cfg.audio.sample_rate
-    out: list[np.ndarray] = []
-    batch: list[np.ndarray] = []
-    for _, clip in iter_clips(path, cfg.audio):
-        batch.append(clip if augment is None else augment(clip, sr, rng))
-        if len(batch) == _BATCH:
-            out.append(compute_features(np.stack(batch), cfg))
-            batch = []
-    if batch:
-        out.append(compute_features(np.stack(batch), cfg))
-    return np.concatenate(out)
-
-
-def _extract_one(path: str, rel_path: str, want_aug: bool, cfg_dict: dict, cache_root: str) -> dict:
-    """Worker job: returns a dict describing the entry, or ``{"error": reason}``."""
-    cfg = Config.from_dict(cfg_dict)
-    cache = FeatureCache(cache_root)
-    try:
-        info = audio_info(path)
-        try:
-            sha = file_sha256(path)
-        except OSError as err:
-            raise AudioLoadError(path, f"cannot read file ({err.strerror or err})") from err
-        fkey = cfg.feature_key()
-        clean_path = cache.path(fkey, sha)
-        decoded = False
-        clean = cache.load(clean_path, expect_mels=cfg.features.n_mels)
-        if clean is None:
-            clean = _features_of_file(path, cfg, None, None)
-            cache.store(clean_path, clean)
-            decoded = True
-        aug_path = None
-        if want_aug and cfg.augment.n_variants > 0:
-            aug_path = cache.path(fkey, sha, cfg.augment_key())
-            aug = cache.load(aug_path, expect_mels=cfg.features.n_mels)
-            if aug is None or aug.shape[:2] != (cfg.augment.n_variants, clean.shape[0]):
-                from .augment.compose import from_config
-
-                transform = from_config(cfg.augment)
-                variants = []
-                for v in range(cfg.augment.n_variants):
-                    rng = np.random.default_rng([cfg.train.seed, int(sha[:12], 16), v])
-                    variants.append(_features_of_file(path, cfg, transform, rng))
-                cache.store(aug_path, np.stack(variants))
-                decoded = True
-        return {
-            "rel_path": rel_path,
-            "sha": sha,
-            "n_clips": int(clean.shape[0]),
-            "duration": float(info.duration),
-            "clean_path": str(clean_path),
-            "aug_path": None if aug_path is None else str(aug_path),
-            "decoded": decoded,
-        }
-    except AudioLoadError as err:
-        return {"rel_path": rel_path, "error": err.reason}
-    except MemoryError:
-        return {"rel_path": rel_path, "error": "out of memory while decoding"}
 
 
 def extract_features(
@@ -130,57 +64,93 @@ def extract_features(
     workers: int = 1,
     progress: bool = True,
     desc: str = "features",
+    backend: str = "local",
+    use_index: bool = True,
 ) -> ExtractResult:
     """Features for every recording, from the cache or computed (in ``workers`` processes).
 
     Unreadable files are not fatal: each is listed in ``result.skipped`` with its reason.
+    With ``use_index``, unchanged files already in the cache's :class:`FileIndex` are neither
+    hashed nor decoded.
     """
-    jobs = [(str(r.path), r.rel_path, r.split in augment_splits) for r in recordings]
+    jobs = [ExtractJob(os.path.abspath(r.path), r.rel_path, r.split in augment_splits) for r in recordings]
     by_rel = {r.rel_path: r for r in recordings}
-    cfg_dict = cfg.to_dict()
-    root = str(cache.root)
+    index = FileIndex.load(cache.index_path) if use_index else None
     result = ExtractResult()
-    bar = _progress(len(jobs), desc, progress)
-
-    def collect(out: dict) -> None:
-        if "error" in out:
-            result.skipped.append(Skipped(str(by_rel[out["rel_path"]].path), out["error"]))
+    entries: dict[str, FeatureEntry] = {}
+    pending: list[ExtractJob] = []
+    for job in jobs:
+        hit = _indexed(job, cfg, cache, index) if index is not None else None
+        if hit is None:
+            pending.append(job)
         else:
-            result.entries[out["rel_path"]] = FeatureEntry(
-                rel_path=out["rel_path"],
-                sha=out["sha"],
-                n_clips=out["n_clips"],
-                duration=out["duration"],
-                clean_path=Path(out["clean_path"]),
-                aug_path=None if out["aug_path"] is None else Path(out["aug_path"]),
-            )
-            result.n_decoded += int(out["decoded"])
+            entries[job.rel_path] = _to_entry(hit)
+    result.n_indexed = len(entries)
+    path_of = {j.rel_path: j.path for j in pending}
+    bar = _progress(len(jobs), len(entries), desc, progress and bool(pending))
+    for out in run_jobs(pending, cfg, cache.root, workers=workers, backend=backend):
+        if out.error is not None:
+            result.skipped.append(Skipped(str(by_rel[out.rel_path].path), out.error))
+        else:
+            entries[out.rel_path] = _to_entry(out)
+            result.n_decoded += int(out.decoded)
+            if index is not None and out.signature is not None:
+                index.put(path_of[out.rel_path], out.signature, out.sha, out.duration)
         bar.update(1)
-
-    if workers <= 1 or len(jobs) < 4:
-        for job in jobs:
-            collect(_extract_one(*job, cfg_dict, root))
-    else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_extract_one, *job, cfg_dict, root) for job in jobs]
-            for fut in as_completed(futures):
-                collect(fut.result())
+        bar.set_postfix(decoded=result.n_decoded, refresh=False)
     bar.close()
+    if index is not None:
+        index.save()
+    result.entries = {j.rel_path: entries[j.rel_path] for j in jobs if j.rel_path in entries}
     result.skipped.sort(key=lambda s: s.path)
     return result
+
+
+def _indexed(job: ExtractJob, cfg: Config, cache: FeatureCache, index: FileIndex) -> JobResult | None:
+    """The job's entry when the file is unchanged since it was indexed and its features are cached."""
+    try:
+        sig = FileSignature.of(job.path)
+    except OSError:
+        return None
+    known = index.get(job.path, sig)
+    if known is None:
+        return None
+    return entry_for(job, cfg, cache, known[0], known[1], compute=False)
+
+
+def _to_entry(out: JobResult) -> FeatureEntry:
+    return FeatureEntry(out.rel_path, out.sha, out.n_clips, out.duration, Path(out.clean_path),
+                        None if out.aug_path is None else Path(out.aug_path), out.n_variants)
+
+
+def fill_cache(data_dir: str | Path, cfg: Config, cache: FeatureCache, *, workers: int = 1, backend: str = "local",
+               progress: bool = True) -> tuple[DatasetScan, ExtractResult]:
+    """Compute the clean features of every audio file under ``data_dir/<class>/`` into ``cache``.
+
+    Returns the scan (its ``skipped`` includes files that could not be decoded) and the result.
+    """
+    scan = scan_folder(data_dir, min_classes=1)
+    result = extract_features(scan.recordings, cfg, cache, augment_splits=(), workers=workers, progress=progress,
+                              desc="decode + features", backend=backend)
+    scan.skipped.extend(result.skipped)
+    return scan, result
 
 
 class _NoBar:
     def update(self, n: int) -> None:
         pass
 
+    def set_postfix(self, **kwargs: Any) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
 
-def _progress(total: int, desc: str, enabled: bool) -> Any:
+def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
+    """A tqdm bar (elapsed, ETA, files/s) or nothing; ``initial`` files were already done."""
     if not enabled:
         return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="file", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, desc=desc, unit="file", dynamic_ncols=True, smoothing=0.1)

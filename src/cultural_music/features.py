@@ -1,7 +1,11 @@
-"""Log-mel spectrogram features scaled to 0..1.
+"""Model input features: one entry point, :func:`compute_features`, dispatching on
+``FeatureConfig.kind``.
 
-``librosa.feature.melspectrogram`` (power), then dB relative to the clip's loudest bin,
-clipped at ``-top_db`` and mapped linearly to 0..1.
+- ``"logmel"``: ``librosa.feature.melspectrogram`` (power), then dB relative to the clip's
+  loudest bin, clipped at ``-top_db`` and mapped linearly to 0..1.
+- ``"musicnn"``: musicnn's input, ``log10(10000 * mel + 1)`` (16 kHz, 512/256, 96 mels).
+- ``"musicnn-embedding:<backbone>"``: the frozen pretrained backbone's embedding of every 3 s
+  patch; computed here so that extraction caches it like any other feature.
 """
 
 from __future__ import annotations
@@ -9,9 +13,10 @@ from __future__ import annotations
 import librosa
 import numpy as np
 
-from .config import Config, FeatureConfig
+from .config import LOGMEL, MUSICNN, MUSICNN_N_MELS, MUSICNN_SAMPLE_RATE, Config, FeatureConfig
+from .errors import ParameterError
 
-__all__ = ["compute_features", "log_mel", "feature_shape"]
+__all__ = ["compute_features", "log_mel", "musicnn_log_mel", "feature_shape"]
 
 _SILENCE = 1e-10
 
@@ -30,9 +35,40 @@ def compute_features(clips: np.ndarray, cfg: Config) -> np.ndarray:
     Returns
     -------
     np.ndarray
-        float32 ``(n, n_mels, frames)``.
+        float32 ``(n, rows, columns)``: ``(n, n_mels, frames)`` for the log-mel kinds,
+        ``(n, 1506, patches)`` for embeddings (see :class:`~cultural_music.config.FeatureConfig`).
     """
-    return log_mel(clips, sample_rate=cfg.audio.sample_rate, cfg=cfg.features)
+    fc = cfg.features
+    if fc.kind == LOGMEL:
+        return log_mel(clips, sample_rate=cfg.audio.sample_rate, cfg=fc)
+    if cfg.audio.sample_rate != MUSICNN_SAMPLE_RATE:  # Config checks this; kept for hand-made configs
+        raise ParameterError(f"Feature kind {fc.kind!r} needs 16000 Hz clips. Got {cfg.audio.sample_rate} Hz instead.")
+    mel = musicnn_log_mel(clips)
+    if fc.kind == MUSICNN:
+        return mel
+    from .backbones.musicnn import embed_logmels, pretrained
+
+    assert fc.backbone is not None
+    return embed_logmels(pretrained(fc.backbone), mel)
+
+
+def musicnn_log_mel(clips: np.ndarray) -> np.ndarray:
+    """musicnn's network input for a batch of clips.
+
+    Parameters
+    ----------
+    clips
+        float32 ``(n, samples)`` (or ``(samples,)``) waveforms at 16 kHz.
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``(n, 96, frames)`` (or ``(96, frames)``), ``frames = 1 + samples // 256``:
+        ``log10(10000 * mel_power + 1)`` of ``melspectrogram(n_fft=512, hop_length=256, n_mels=96)``.
+    """
+    y = np.asarray(clips, dtype=np.float32)
+    mel = librosa.feature.melspectrogram(y=y, sr=MUSICNN_SAMPLE_RATE, n_fft=512, hop_length=256, n_mels=MUSICNN_N_MELS)
+    return np.log10(10000.0 * mel + 1.0).astype(np.float32)
 
 
 def log_mel(clips: np.ndarray, *, sample_rate: int, cfg: FeatureConfig) -> np.ndarray:
@@ -72,5 +108,6 @@ def log_mel(clips: np.ndarray, *, sample_rate: int, cfg: FeatureConfig) -> np.nd
 
 
 def feature_shape(n_samples: int, cfg: FeatureConfig) -> tuple[int, int]:
-    """``(n_mels, frames)`` produced for a clip of ``n_samples`` samples."""
+    """``(rows, columns)`` produced for a clip of ``n_samples`` samples: ``(n_mels, frames)``,
+    or ``(1506, patches)`` for embeddings."""
     return cfg.n_mels, cfg.n_frames(n_samples)

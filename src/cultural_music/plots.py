@@ -1,4 +1,4 @@
-"""PNG plots: training curves, confusion matrix, ROC and precision-recall per class.
+"""PNG plots: training curves, confusion matrix, ROC and precision-recall per class, reliability diagram.
 
 matplotlib is imported inside each function (Agg backend), never at package import.
 """
@@ -12,7 +12,7 @@ import numpy as np
 
 from .atomic import atomic_path, ensure_dir
 
-__all__ = ["plot_history", "plot_confusion", "plot_roc", "plot_pr"]
+__all__ = ["plot_history", "plot_confusion", "plot_roc", "plot_pr", "plot_reliability"]
 
 
 def _plt() -> Any:
@@ -116,3 +116,46 @@ def plot_roc(y_true: np.ndarray, proba: np.ndarray, classes: list[str], path: st
 def plot_pr(y_true: np.ndarray, proba: np.ndarray, classes: list[str], path: str | Path, *, title: str = "Precision-recall per class") -> Path:
     """Precision-recall curve per class with its average precision (AP)."""
     return _per_class_curves(np.asarray(y_true), np.asarray(proba), classes, Path(path), "pr", title)
+
+
+def plot_reliability(panels: list[tuple[str, dict[str, Any], dict[str, Any]]], path: str | Path, *, temperature: float = 1.0) -> Path:
+    """Reliability diagram(s): mean confidence vs accuracy per confidence bin, before and after scaling.
+
+    Parameters
+    ----------
+    panels
+        ``(title, bins_before, bins_after)`` per panel, bins from
+        :func:`~cultural_music.calibration.reliability_bins` (before: temperature 1).
+    temperature
+        The temperature of the "after" curves (shown in the legend).
+
+    Each panel has the diagonal (perfect calibration), the two curves (marker area grows with
+    the bin's count, ECE in the legend) and, below, the histogram of calibrated confidences.
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(2, len(panels), figsize=(5.2 * len(panels), 6.2), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    for col, (title, before, after) in enumerate(panels):
+        ax, hist = axes[0, col], axes[1, col]
+        ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="perfect calibration")
+        for bins, name, style in ((before, "T = 1 (uncalibrated)", dict(color="tab:orange", ls=":", marker="s")),
+                                  (after, f"T = {temperature:.2f} (calibrated)", dict(color="tab:blue", ls="-", marker="o"))):
+            pts = [(c, a, n) for c, a, n in zip(bins["confidence"], bins["accuracy"], bins["count"]) if n]
+            if not pts:
+                continue
+            conf, acc, cnt = (np.array(v, dtype=float) for v in zip(*pts))
+            ax.plot(conf, acc, lw=1.5, label=f"{name}, ECE {bins['ece']:.3f}", color=style["color"], ls=style["ls"])
+            ax.scatter(conf, acc, s=12 + 120 * cnt / cnt.max(), color=style["color"], marker=style["marker"], zorder=3)
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.05)
+        ax.set_ylabel("accuracy in bin")
+        ax.set_title(f"Reliability: {title}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+        edges = np.asarray(after["edges"])
+        hist.bar(edges[:-1], after["count"], width=np.diff(edges), align="edge", color="tab:blue", alpha=0.6, edgecolor="white")
+        hist.set_xlabel("confidence (top probability)")
+        hist.set_ylabel("items")
+        hist.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, Path(path))

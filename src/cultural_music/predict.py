@@ -1,33 +1,55 @@
-"""Name the kind of a recording: load a model folder once, predict many files.
+"""Name the kind of a recording: load a model folder once, predict many files, long or short.
 
-A file is cut into clips exactly as in training (settings come from the model folder, never
-from the caller); its label is the class with the highest mean clip probability.
+A file is read as a stream of windows, each one model clip long (settings come from the model
+folder, never from the caller), starting every ``hop_seconds`` (default: half a clip).  Each
+window gets class probabilities; the file's probabilities are their mean, and a timeline of
+labelled segments shows where the label changes.  An answer whose confidence is below the
+model's threshold (see :mod:`cultural_music.uncertainty`) is ``"uncertain"``.
+
+This module does not import torch at import time: :class:`WindowClassifier` holds everything
+but the forward pass, which :class:`Classifier` (PyTorch) and
+:class:`~cultural_music.predict_onnx.OnnxClassifier` (onnxruntime, no torch) supply.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from .artifact import Artifact, load_artifact
-from .audio import iter_clips
-from .metrics import softmax
+from . import __version__
+from .audio import audio_info, iter_clips
+from .config import Config
+from .errors import ModelLoadError, ParameterError
 from .features import compute_features
+from .metrics import softmax
+from .prefetch import prefetch
+from .timeline import Segment, aggregate_probabilities, build_timeline
+from .uncertainty import UNCERTAIN, check_threshold, is_uncertain
 
-__all__ = ["Prediction", "Classifier", "predict_cultural_music_type", "format_prediction", "DEFAULT_MODEL_DIR"]
+if TYPE_CHECKING:
+    from .artifact import Artifact
+
+__all__ = ["Prediction", "Segment", "WindowClassifier", "Classifier", "load_classifier", "read_model_json",
+           "predict_cultural_music_type", "format_prediction", "format_timeline", "DEFAULT_MODEL_DIR"]
 
 DEFAULT_MODEL_DIR = "model"
-_BATCH = 8
+_BATCH = 4  # windows per forward pass (4 x 30 s at 22,050 Hz = 10.6 MB of audio)
+_HEADLINE = ("n", "accuracy", "balanced_accuracy", "macro_f1", "baseline_accuracy")
 
 
 @dataclass
 class Prediction:
-    """The answer for one file: label, confidence (0..1), every class probability."""
+    """The answer for one file.
+
+    ``label`` is ``"uncertain"`` when ``confidence`` (the top mean probability, 0..1) is below
+    the threshold; ``top`` then names the candidates.  ``duration`` is in seconds.
+    """
 
     path: str
     label: str
@@ -36,22 +58,215 @@ class Prediction:
     n_clips: int
     duration: float
     top: list[tuple[str, float]] = field(default_factory=list)
+    uncertain: bool = False
+    timeline: list[Segment] = field(default_factory=list)
+    status: str = "ok"
+    threshold: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
         return {
             "path": self.path,
+            "status": self.status,
             "label": self.label,
             "confidence": self.confidence,
-            "probabilities": self.probabilities,
+            "uncertain": self.uncertain,
+            "threshold": self.threshold,
             "top": [{"label": lab, "probability": p} for lab, p in self.top],
+            "probabilities": self.probabilities,
             "n_clips": self.n_clips,
             "duration": self.duration,
+            "timeline": [s.to_dict() for s in self.timeline],
         }
 
 
-class Classifier:
-    """A loaded model: ``predict(path)``, ``predict_proba(path)``.
+def read_model_json(model_dir: str | Path) -> dict[str, Any]:
+    """Parse ``model.json`` of a model folder without importing torch.
+
+    Raises
+    ------
+    ModelLoadError
+        Missing folder or file, invalid JSON, missing keys.
+    """
+    d = Path(model_dir)
+    path = d / "model.json"
+    if not d.is_dir():
+        raise ModelLoadError(f"{d}: model folder does not exist (train one with 'cultural-music train DATA_DIR --out {d}')")
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: missing; {d} is not a cultural-music model folder")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelLoadError(f"{path}: not valid JSON ({err})") from err
+    missing = [k for k in ("classes", "model", "config", "weights_sha256") if k not in (meta if isinstance(meta, dict) else {})]
+    if missing:
+        raise ModelLoadError(f"{path}: missing key(s) {missing}")
+    return meta
+
+
+class WindowClassifier:
+    """Everything a loaded model does except the forward pass (see :meth:`logits`).
+
+    Attributes
+    ----------
+    classes
+        Class names in output order.
+    config
+        The model's config (clip length in seconds, sample rate in Hz, features).
+    threshold
+        Confidence (0..1) below which an answer is ``"uncertain"``; 0 = never.  Set from
+        ``model.json``; assign to change it for later calls.
+    temperature
+        Calibration temperature the logits are divided by.
+    """
+
+    backend = "none"
+
+    def __init__(self, *, directory: str | Path, meta: dict[str, Any], config: Config) -> None:
+        self.directory = Path(directory)
+        self.meta = meta
+        self.config = config
+        self.classes: list[str] = list(meta["classes"])
+        self.temperature = float(meta.get("calibration", {}).get("temperature", 1.0))
+        self.threshold = check_threshold(float(meta.get("uncertain", {}).get("threshold", 0.0)), "model.json")
+
+    @property
+    def window_seconds(self) -> float:
+        """Window length in seconds: the model's clip length."""
+        return float(self.config.audio.clip_seconds)
+
+    @property
+    def default_hop(self) -> float:
+        """Default start-to-start window distance in seconds: half a window."""
+        return self.window_seconds / 2.0
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """Class logits ``(n, n_classes)`` of features ``(n, n_mels, frames)``."""
+        raise NotImplementedError
+
+    def _hop(self, hop_seconds: float | None) -> float:
+        if hop_seconds is None:
+            return self.default_hop
+        if not 0 < hop_seconds <= self.window_seconds:
+            raise ParameterError(f"The 'hop_seconds' parameter of predict must be in (0, {self.window_seconds:g}] "
+                                 f"(the model's window). Got {hop_seconds!r} instead.")
+        return float(hop_seconds)
+
+    def _threshold(self, threshold: float | None) -> float:
+        return self.threshold if threshold is None else check_threshold(threshold)
+
+    def window_probabilities(self, path: str | Path, *, hop_seconds: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Stream a file: window starts in seconds ``(n,)`` and probabilities ``(n, n_classes)``.
+
+        Decoding and features of the next batch of windows run in a background thread while the
+        model runs on the current one; memory is bounded by a few batches whatever the file length.
+
+        Raises
+        ------
+        AudioLoadError
+            Unreadable, corrupt, empty or silent file (the message names it).
+        """
+        starts: list[float] = []
+        probs: list[np.ndarray] = []
+        for batch_starts, feats in prefetch(self._feature_batches(path, self._hop(hop_seconds))):
+            starts.extend(batch_starts)
+            probs.append(softmax(self.logits(feats), self.temperature))
+        return np.asarray(starts, dtype=np.float64), np.concatenate(probs)
+
+    def _feature_batches(self, path: str | Path, hop: float) -> Iterator[tuple[list[float], np.ndarray]]:
+        """Window starts (s) and features ``(n <= _BATCH, n_mels, frames)``, batch by batch."""
+        starts: list[float] = []
+        clips: list[np.ndarray] = []
+        for start, clip in iter_clips(path, self.config.audio, hop_seconds=hop):
+            starts.append(start)
+            clips.append(clip)
+            if len(clips) == _BATCH:
+                yield starts, compute_features(np.stack(clips), self.config)
+                starts, clips = [], []
+        if clips:
+            yield starts, compute_features(np.stack(clips), self.config)
+
+    def clip_probabilities(self, path: str | Path) -> tuple[np.ndarray, np.ndarray, float]:
+        """Back-compatible form: probabilities ``(n, k)``, starts (s) and duration (s)."""
+        starts, proba = self.window_probabilities(path)
+        return proba, starts, float(audio_info(path).duration)
+
+    def predict_proba(self, path: str | Path, *, hop_seconds: float | None = None) -> np.ndarray:
+        """Mean class probabilities over the file's windows, float ``(n_classes,)``."""
+        return aggregate_probabilities(self.window_probabilities(path, hop_seconds=hop_seconds)[1]).astype(np.float32)
+
+    def predict_timeline(self, path: str | Path, *, hop_seconds: float | None = None,
+                         threshold: float | None = None) -> list[Segment]:
+        """Labelled segments covering the file from 0 to its duration (seconds)."""
+        return self.predict(path, hop_seconds=hop_seconds, threshold=threshold).timeline
+
+    def predict(self, path: str | Path, *, hop_seconds: float | None = None, threshold: float | None = None,
+                aggregate: str = "mean") -> Prediction:
+        """Label, confidence, probabilities, top-3 and timeline of one file.
+
+        Parameters
+        ----------
+        path
+            Audio file (WAV, FLAC, OGG, MP3), any length.
+        hop_seconds
+            Start-to-start window distance in seconds, in (0, window]; default half a window.
+        threshold
+            Overrides :attr:`threshold` for this call (0 = never uncertain).
+        aggregate
+            How window probabilities make the file's: ``"mean"`` or ``"geometric"``.
+        """
+        thr = self._threshold(threshold)
+        duration = float(audio_info(path).duration)
+        starts, proba = self.window_probabilities(path, hop_seconds=hop_seconds)
+        p = aggregate_probabilities(proba, aggregate)
+        order = np.argsort(-p, kind="stable")
+        conf = float(p[order[0]])
+        unsure = is_uncertain(conf, thr)
+        duration = max(duration, float(starts[-1]))
+        return Prediction(
+            path=str(path),
+            label=UNCERTAIN if unsure else self.classes[order[0]],
+            confidence=conf,
+            probabilities={c: float(v) for c, v in zip(self.classes, p)},
+            n_clips=len(proba),
+            duration=duration,
+            top=[(self.classes[i], float(p[i])) for i in order[:3]],
+            uncertain=unsure,
+            timeline=build_timeline(starts, proba, self.classes, window=self.window_seconds, duration=duration, threshold=thr),
+            threshold=thr,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """Model card: name, version, classes, settings, headline test metrics, threshold (JSON-able)."""
+        m = self.meta
+        sha = str(m.get("weights_sha256", ""))
+        metrics = None
+        metrics_path = self.directory / "metrics.json"
+        if metrics_path.is_file():
+            try:
+                saved = json.loads(metrics_path.read_text(encoding="utf-8"))
+                metrics = {k: saved[k] for k in _HEADLINE if k in saved}
+            except (OSError, json.JSONDecodeError, UnicodeDecodeError, TypeError):
+                metrics = None
+        a = self.config.audio
+        return {
+            "name": m.get("model", {}).get("name"),
+            "version": f"{m.get('package_version', __version__)}+{sha[:12]}",
+            "package_version": m.get("package_version"),
+            "weights_sha256": sha,
+            "created": m.get("created"),
+            "backend": self.backend,
+            "classes": list(self.classes),
+            "settings": {"sample_rate": a.sample_rate, "window_seconds": a.clip_seconds, "default_hop_seconds": self.default_hop,
+                         "n_mels": self.config.features.n_mels, "temperature": self.temperature},
+            "metrics": metrics,
+            "threshold": self.threshold,
+            "uncertain": m.get("uncertain", {}),
+        }
+
+
+class Classifier(WindowClassifier):
+    """A model folder run with PyTorch: ``predict``, ``predict_proba``, ``predict_timeline``.
 
     Parameters
     ----------
@@ -59,62 +274,53 @@ class Classifier:
         A loaded model folder (see :meth:`load`).
     """
 
-    def __init__(self, artifact: Artifact) -> None:
+    backend = "torch"
+
+    def __init__(self, artifact: "Artifact") -> None:
+        super().__init__(directory=artifact.directory, meta=artifact.meta, config=artifact.config)
         self.artifact = artifact
-        self.classes: list[str] = list(artifact.classes)
-        self.config = artifact.config
-        self.temperature = float(artifact.meta.get("calibration", {}).get("temperature", 1.0))
+        _speed_up_inference(artifact.model)
 
     @classmethod
     def load(cls, model_dir: str | Path = DEFAULT_MODEL_DIR) -> "Classifier":
         """Load and verify a model folder (see :func:`~cultural_music.artifact.load_artifact`)."""
+        from .artifact import load_artifact
+
         return cls(load_artifact(model_dir))
 
-    @torch.no_grad()
-    def clip_probabilities(self, path: str | Path) -> tuple[np.ndarray, np.ndarray, float]:
-        """Per-clip probabilities ``(n_clips, n_classes)``, clip starts (s) and file duration (s)."""
-        cfg = self.config
-        sr = cfg.audio.sample_rate
-        starts: list[float] = []
-        probs: list[np.ndarray] = []
-        batch: list[np.ndarray] = []
-        end = 0.0
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """Class logits ``(n, n_classes)`` of features ``(n, n_mels, frames)``."""
+        import torch
 
-        def flush() -> None:
-            feats = torch.from_numpy(compute_features(np.stack(batch), cfg))[:, None]
-            probs.append(softmax(self.artifact.model(feats).numpy(), self.temperature))
-            batch.clear()
+        x = torch.from_numpy(np.ascontiguousarray(features))[:, None].contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            return self.artifact.model(x).numpy()
 
-        for start, clip in iter_clips(path, cfg.audio):
-            starts.append(start)
-            batch.append(clip)
-            end = start + cfg.audio.clip_seconds
-            if len(batch) == _BATCH:
-                flush()
-        if batch:
-            flush()
-        return np.concatenate(probs), np.asarray(starts, dtype=np.float32), end
 
-    def predict_proba(self, path: str | Path) -> np.ndarray:
-        """Mean class probabilities over the file's clips ``(n_classes,)``."""
-        return self.clip_probabilities(path)[0].mean(axis=0)
+def _speed_up_inference(model: Any) -> None:
+    """Same results, about 2.5x faster on CPU: channels-last weights (fast max-pool and conv
+    kernels) and in-place activations where nothing else reads their input (right after a
+    convolution, linear or batch-norm layer inside an ``nn.Sequential``, whose output is new)."""
+    import torch
+    from torch import nn
 
-    def predict(self, path: str | Path) -> Prediction:
-        """Label, confidence and probabilities of one file."""
-        from .audio import audio_info
+    fresh = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
+    model.to(memory_format=torch.channels_last)
+    for seq in model.modules():
+        if isinstance(seq, nn.Sequential):
+            children = list(seq.children())
+            for before, child in zip(children, children[1:]):
+                if isinstance(before, fresh) and isinstance(child, (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.Hardtanh)):
+                    child.inplace = True
 
-        clip_p, _, _ = self.clip_probabilities(path)
-        p = clip_p.mean(axis=0)
-        order = np.argsort(-p)
-        return Prediction(
-            path=str(path),
-            label=self.classes[order[0]],
-            confidence=float(p[order[0]]),
-            probabilities={c: float(v) for c, v in zip(self.classes, p)},
-            n_clips=len(clip_p),
-            duration=float(audio_info(path).duration),
-            top=[(self.classes[i], float(p[i])) for i in order[:3]],
-        )
+
+def load_classifier(model_dir: str | Path = DEFAULT_MODEL_DIR, *, onnx: bool = False) -> WindowClassifier:
+    """:class:`Classifier` (PyTorch), or with ``onnx=True`` the torch-free ONNX one (needs ``model.onnx``)."""
+    if onnx:
+        from .predict_onnx import OnnxClassifier
+
+        return OnnxClassifier.load(model_dir)
+    return Classifier.load(model_dir)
 
 
 @functools.lru_cache(maxsize=4)
@@ -125,7 +331,8 @@ def _cached_classifier(model_dir: str, stamp: float) -> Classifier:
 def predict_cultural_music_type(path: str | Path, model_dir: str | Path = DEFAULT_MODEL_DIR) -> tuple[str, float]:
     """Kind of music of one recording and the model's confidence in it (0..1).
 
-    The model folder defaults to ``./model``; it is loaded once and reused by later calls.
+    The label is ``"uncertain"`` when the confidence is below the model's threshold.  The model
+    folder defaults to ``./model``; it is loaded once and reused by later calls.
     """
     d = Path(model_dir).resolve()
     meta = d / "model.json"
@@ -135,5 +342,20 @@ def predict_cultural_music_type(path: str | Path, model_dir: str | Path = DEFAUL
 
 
 def format_prediction(pred: Prediction) -> str:
-    """``🎵 <file name>: <label> (<xx.xx>% confidence)``."""
-    return f"🎵 {Path(pred.path).name}: {pred.label} ({pred.confidence * 100:.2f}% confidence)"
+    """``🎵 <file name>: <label> (<xx.xx>% confidence)``, or for an uncertain answer
+    ``🎵 <file name>: uncertain (top: A 41.20%, B 38.05%, C 10.11%)``."""
+    name = Path(pred.path).name
+    if pred.uncertain:
+        return f"🎵 {name}: {UNCERTAIN} (top: " + ", ".join(f"{lab} {p * 100:.2f}%" for lab, p in pred.top) + ")"
+    return f"🎵 {name}: {pred.label} ({pred.confidence * 100:.2f}% confidence)"
+
+
+def format_timeline(segments: list[Segment]) -> str:
+    """One indented line per segment: ``  0:00:00.0-0:00:22.5  Deuda (87.10%)``."""
+    return "\n".join(f"  {_clock(s.start)}-{_clock(s.end)}  {s.label} ({s.confidence * 100:.2f}%)" for s in segments)
+
+
+def _clock(seconds: float) -> str:
+    h, rest = divmod(round(seconds, 1), 3600)
+    m, s = divmod(rest, 60)
+    return f"{int(h)}:{int(m):02d}:{s:04.1f}"

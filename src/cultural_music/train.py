@@ -1,7 +1,13 @@
-"""The training loop: Adam, early stopping on validation loss, best weights restored.
+"""The training loop: Adam(W), early stopping on validation loss, best weights restored.
 
-Deterministic on CPU for a given seed: data order and dropout are seeded per epoch, so a run
-resumed from its epoch checkpoint ends exactly where an uninterrupted one does.
+Recipe ingredients, each switched by a :class:`TrainConfig` field: weight decay (AdamW),
+learning-rate schedule (:mod:`.schedule`), mixup (:mod:`.mixup`), label smoothing, class-balanced
+loss weights or sampling (:mod:`.sampling`), and a lower learning rate for a pretrained
+backbone (models with a ``param_groups(lr, backbone_scale)`` method).
+
+Deterministic on CPU for a given seed: data order, sampling, mixup and dropout are seeded per
+epoch and the learning rate is a function of the step, so a run resumed from its epoch
+checkpoint ends exactly where an uninterrupted one does.
 """
 
 from __future__ import annotations
@@ -22,8 +28,11 @@ from .atomic import atomic_path
 from .config import TrainConfig
 from .data import ClipDataset
 from .errors import CulturalMusicError
+from .mixup import mixup_batch
+from .sampling import balanced_class_weights, balanced_sampler
+from .schedule import lr_factor
 
-__all__ = ["TrainResult", "train_model", "predict_logits", "CHECKPOINT_NAME"]
+__all__ = ["TrainResult", "train_model", "predict_logits", "make_optimizer", "CHECKPOINT_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -39,9 +48,43 @@ class TrainResult:
     stopped_early: bool = False
 
 
-def _loader(ds: ClipDataset, batch_size: int, *, shuffle: bool, seed: int) -> DataLoader:
+def _loader(ds: ClipDataset, batch_size: int, *, shuffle: bool, seed: int, balanced: bool = False) -> DataLoader:
+    """Batches of ``ds``; a training loader (``shuffle``) drops a last batch of one clip, which
+    batch norm cannot train on."""
+    drop_last = shuffle and len(ds) > batch_size and len(ds) % batch_size == 1
+    if balanced:
+        sampler = balanced_sampler(ds.labels, seed=seed)
+        return DataLoader(ds, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=0)
     gen = torch.Generator().manual_seed(seed)
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen, num_workers=0)
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen, drop_last=drop_last, num_workers=0)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam (``weight_decay == 0``) or AdamW over the trainable parameters.
+
+    A model with ``param_groups(lr, backbone_scale)`` (a pretrained backbone being fine-tuned)
+    gives its own groups; each group's base learning rate is kept as ``"base_lr"``.
+    """
+    if hasattr(model, "param_groups"):
+        groups = model.param_groups(cfg.learning_rate, cfg.backbone_lr_scale)
+    else:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.learning_rate}]
+    groups = [g for g in groups if g["params"]]
+    for g in groups:
+        g["base_lr"] = g["lr"]
+    if cfg.weight_decay > 0:
+        return torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(groups, lr=cfg.learning_rate)
+
+
+def _n_classes(model: nn.Module, ds: ClipDataset) -> int:
+    """Output classes of ``model`` (one forward pass on one item, in eval mode)."""
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        n = int(model(ds[0][0][None]).shape[1])
+    model.train(was)
+    return n
 
 
 @torch.no_grad()
@@ -52,22 +95,52 @@ def predict_logits(model: nn.Module, ds: ClipDataset, *, batch_size: int = 32) -
     return torch.cat(outs).numpy() if outs else np.zeros((0, 0), dtype=np.float32)
 
 
-def _epoch_pass(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, opt: torch.optim.Optimizer | None) -> tuple[float, float, int]:
-    """One pass; trains when ``opt`` is given. Returns (mean loss, accuracy, clips)."""
+class _Step:
+    """What one training pass needs besides the data: loss, optimiser, schedule, mixup."""
+
+    def __init__(self, cfg: TrainConfig, loss_fn: nn.Module, opt: torch.optim.Optimizer, steps_per_epoch: int) -> None:
+        self.cfg, self.loss_fn, self.opt = cfg, loss_fn, opt
+        self.steps_per_epoch = max(1, steps_per_epoch)
+        self.total = cfg.epochs * self.steps_per_epoch
+        self.warmup = int(round(cfg.warmup_epochs * self.steps_per_epoch))
+
+    def set_lr(self, step: int) -> None:
+        f = lr_factor(self.cfg.lr_schedule, step, self.total, warmup_steps=self.warmup)
+        for g in self.opt.param_groups:
+            g["lr"] = g["base_lr"] * f
+
+
+def _epoch_pass(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, opt: torch.optim.Optimizer | None,
+                step: _Step | None = None, epoch: int = 1) -> tuple[float, float, int]:
+    """One pass; trains when ``opt`` is given. Returns (mean loss, accuracy, clips).
+
+    With class weights the mean loss is weighted over the whole pass (each batch counts by the
+    summed weights of its labels), so it equals the mean over classes of each class's mean loss.
+    """
     model.train(opt is not None)
-    total, correct, loss_sum = 0, 0, 0.0
+    total, correct, loss_sum, weight_sum = 0, 0, 0.0, 0.0
+    class_w = getattr(loss_fn, "weight", None)
+    rng = np.random.default_rng([step.cfg.seed, epoch, 17]) if step is not None else None
     with torch.set_grad_enabled(opt is not None):
-        for x, y in loader:
-            logits = model(x)
-            loss = loss_fn(logits, y)
+        for i, (x, y) in enumerate(loader):
+            if opt is not None and step is not None and rng is not None:
+                step.set_lr((epoch - 1) * step.steps_per_epoch + i)
+                mixed = mixup_batch(x, y, alpha=step.cfg.mixup_alpha, rng=rng)
+                logits = model(mixed.x)
+                loss = mixed.loss(loss_fn, logits)
+            else:
+                logits = model(x)
+                loss = loss_fn(logits, y)
             if opt is not None:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-            loss_sum += float(loss.detach()) * len(y)
+            batch_w = float(class_w[y].sum()) if class_w is not None else float(len(y))
+            loss_sum += float(loss.detach()) * batch_w
+            weight_sum += batch_w
             correct += int((logits.argmax(1) == y).sum())
             total += len(y)
-    return loss_sum / max(total, 1), correct / max(total, 1), total
+    return loss_sum / max(weight_sum, 1e-12), correct / max(total, 1), total
 
 
 def train_model(
@@ -81,7 +154,7 @@ def train_model(
     class_weights: torch.Tensor | None = None,
     log: Callable[[str], Any] = print,
 ) -> TrainResult:
-    """Fit ``model`` with Adam (``cfg.learning_rate``) and early stopping on validation loss.
+    """Fit ``model`` with the recipe of ``cfg`` and early stopping on validation loss.
 
     Parameters
     ----------
@@ -90,7 +163,9 @@ def train_model(
     resume
         Continue from ``checkpoint_dir/checkpoint.pt`` if it exists.
     class_weights
-        Optional per-class loss weights ``(n_classes,)``.
+        Per-class loss weights ``(n_classes,)``; default: balanced ones from the training clips
+        when ``cfg.class_weighting == "balanced"``, else none.  The validation loss uses the
+        same weights (without label smoothing or mixup).
 
     Returns
     -------
@@ -100,8 +175,12 @@ def train_model(
     """
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise CulturalMusicError("training needs at least one training clip and one validation clip")
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
-    loss_fn = nn.CrossEntropyLoss(weight=class_weights)
+    opt = make_optimizer(model, cfg)
+    if class_weights is None and cfg.class_weighting == "balanced":
+        class_weights = balanced_class_weights(train_ds.labels, _n_classes(model, val_ds))
+    loss_fn = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=cfg.label_smoothing)
+    val_loss_fn = nn.CrossEntropyLoss(weight=class_weights)
+    step = _Step(cfg, loss_fn, opt, len(_loader(train_ds, cfg.batch_size, shuffle=True, seed=0)))
     result = TrainResult()
     start_epoch, bad_epochs = 1, 0
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
@@ -113,12 +192,14 @@ def train_model(
         torch.manual_seed(cfg.seed * 100003 + epoch)
         train_ds.set_epoch(epoch)
         t0 = time.perf_counter()
-        tr_loss, tr_acc, n = _epoch_pass(model, _loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch), loss_fn, opt)
+        train_loader = _loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch, balanced=cfg.balanced_sampling)
+        tr_loss, tr_acc, n = _epoch_pass(model, train_loader, loss_fn, opt, step, epoch)
         seconds = time.perf_counter() - t0
-        va_loss, va_acc, _ = _epoch_pass(model, val_loader, loss_fn, None)
+        va_loss, va_acc, _ = _epoch_pass(model, val_loader, val_loss_fn, None)
         result.history.append(
             {"epoch": epoch, "train_loss": tr_loss, "train_accuracy": tr_acc, "val_loss": va_loss,
-             "val_accuracy": va_acc, "seconds": seconds, "clips_per_s": n / max(seconds, 1e-9)}
+             "val_accuracy": va_acc, "seconds": seconds, "clips_per_s": n / max(seconds, 1e-9),
+             "lr": float(opt.param_groups[-1]["lr"])}
         )
         improved = va_loss < result.best_val_loss - 1e-6
         if improved:

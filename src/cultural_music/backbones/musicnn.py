@@ -27,6 +27,7 @@ All batch norms use TensorFlow's default epsilon 1e-3.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 from typing import Literal
@@ -53,6 +54,9 @@ __all__ = [
     "load_musicnn",
     "musicnn_logmel",
     "patches",
+    "covering_patches",
+    "pretrained",
+    "embed_logmels",
 ]
 
 SAMPLE_RATE = 16000  #: Hz, mono
@@ -172,6 +176,82 @@ def patches(
             x = np.pad(x, ((0, n_frames - x.shape[0]), (0, 0)))
     starts = range(0, x.shape[0] - n_frames + 1, hop)
     return np.stack([x[s : s + n_frames] for s in starts]).astype(np.float32, copy=False)
+
+
+def covering_patches(logmel: np.ndarray, n_frames: int = PATCH_FRAMES) -> np.ndarray:
+    """Patches that cover every frame of a clip: the fewest ``n_frames`` windows, spread evenly
+    from the first frame to the last (overlapping a little where needed).
+
+    Parameters
+    ----------
+    logmel
+        Shape (frames, n_mels).  Shorter than ``n_frames``: repeat-padded to one patch.
+
+    Returns
+    -------
+    np.ndarray
+        float32 (ceil(frames / n_frames), n_frames, n_mels); see :func:`cultural_music.config.n_patches`.
+    """
+    x = np.asarray(logmel, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ParameterError(
+            "The 'logmel' parameter of covering_patches must be a 2-D (frames, mels) array with at "
+            f"least one frame. Got shape {x.shape} instead."
+        )
+    if x.shape[0] <= n_frames:
+        return patches(x, n_frames=n_frames, hop=n_frames)
+    count = -(-x.shape[0] // n_frames)
+    starts = np.round(np.linspace(0, x.shape[0] - n_frames, count)).astype(int)
+    return np.stack([x[s : s + n_frames] for s in starts])
+
+
+@functools.lru_cache(maxsize=2)
+def pretrained(name: str = "MSD_musicnn") -> "MusicnnBackbone":
+    """:func:`load_musicnn`, loaded once per process (frozen: no gradients, eval mode)."""
+    model = load_musicnn(name)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def embed_logmels(model: "MusicnnBackbone", logmels: np.ndarray, *, batch_size: int = 8) -> np.ndarray:
+    """Embeddings of every covering 3 s patch of a batch of clips.
+
+    Parameters
+    ----------
+    model
+        The backbone (e.g. :func:`pretrained`), used in eval mode without gradients.
+    logmels
+        float32 (n, 96, frames) clips (all the same length), e.g. from
+        :func:`cultural_music.features.musicnn_log_mel`.
+    batch_size
+        Patches per forward pass (bounds memory: about 20 MB per patch).
+
+    Returns
+    -------
+    np.ndarray
+        float32 (n, 1506, patches): :meth:`MusicnnBackbone.embedding` of each patch, patches as
+        from :func:`covering_patches`.
+    """
+    x = np.asarray(logmels, dtype=np.float32)
+    if x.ndim != 3 or x.shape[1] != N_MELS:
+        raise ParameterError(
+            f"The 'logmels' parameter of embed_logmels must have shape (n, {N_MELS}, frames). "
+            f"Got {x.shape} instead."
+        )
+    if x.shape[0] == 0:
+        return np.zeros((0, EMBEDDING_DIM, 1), dtype=np.float32)
+    per_clip = [covering_patches(clip.T) for clip in x]
+    flat = np.concatenate(per_clip)
+    outs = []
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for i in range(0, len(flat), batch_size):
+            outs.append(model.embedding(torch.from_numpy(flat[i : i + batch_size])).numpy())
+    model.train(was_training)
+    emb = np.concatenate(outs).reshape(len(x), len(per_clip[0]), EMBEDDING_DIM)
+    return np.ascontiguousarray(emb.transpose(0, 2, 1), dtype=np.float32)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,10 +1,19 @@
-"""``cultural-music predict``."""
+"""``cultural-music predict``.
+
+Exit codes: without ``--out``, 0 when every file was labelled and 1 when any failed (each
+failure is one ``error: PATH: reason`` line on stderr, the other files are still labelled, and
+a last ``error: N of M file(s) could not be labelled`` line).
+With ``--out``, 0 when the batch completed, bad files included (they are rows with status
+``error``); 1 when not one file could be labelled.
+"""
 
 from __future__ import annotations
 
 import json
 
 import click
+
+from .options import quiet_option
 
 
 def register(cli: click.Group) -> None:
@@ -14,24 +23,52 @@ def register(cli: click.Group) -> None:
 @click.command()
 @click.argument("model_dir", type=click.Path(file_okay=False))
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="Write one row per file to this .csv or .json (with a progress bar) instead of printing.")
+@click.option("--resume", is_flag=True, help="With --out: skip files already in the output file.")
+@click.option("--overwrite", is_flag=True, help="With --out: replace an existing output file.")
+@click.option("--hop", "hop", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Seconds between window starts (default: half the model's clip length).")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None, metavar="P",
+              help="Answer 'uncertain' below this confidence (default: the model's, from validation; 0 = never).")
+@click.option("--onnx", "use_onnx", is_flag=True, help="Run MODEL_DIR/model.onnx with onnxruntime (no torch).")
+@click.option("--timeline", is_flag=True, help="Also print each file's labelled segments.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of the text line.")
-def predict(model_dir: str, paths: tuple[str, ...], as_json: bool) -> None:
-    """Name the kind of each recording in PATHS with MODEL_DIR."""
-    from ..errors import AudioLoadError
-    from ..predict import Classifier, format_prediction
+@quiet_option
+def predict(model_dir: str, paths: tuple[str, ...], out: str | None, resume: bool, overwrite: bool, hop: float | None,
+            threshold: float | None, use_onnx: bool, timeline: bool, as_json: bool, quiet: bool) -> None:
+    """Name the kind of each recording in PATHS (files or folders) with MODEL_DIR."""
+    from ..batch import error_row, expand_inputs, prediction_row, run_batch
+    from ..errors import AudioLoadError, CulturalMusicError
+    from ..predict import format_prediction, format_timeline, load_classifier
 
-    clf = Classifier.load(model_dir)
+    clf = load_classifier(model_dir, onnx=use_onnx)
+    if out is not None:
+        summary = run_batch(clf, paths, out=out, resume=resume, overwrite=overwrite, hop_seconds=hop,
+                            threshold=threshold, progress=not quiet)
+        click.echo(summary.line())
+        if summary.n_ok == 0 and summary.n_failed:
+            raise CulturalMusicError(f"no file could be labelled ({summary.n_failed} failed; reasons in {out})")
+        return
     failed = 0
-    for path in paths:
+    files = expand_inputs(paths)
+    if not files:
+        raise CulturalMusicError(f"no audio files in {', '.join(paths)}")
+    for path in files:
         try:
-            pred = clf.predict(path)
+            pred = clf.predict(path, hop_seconds=hop, threshold=threshold)
         except AudioLoadError as err:
             failed += 1
             if as_json:
-                click.echo(json.dumps({"path": path, "status": "error", "reason": err.reason}))
+                click.echo(json.dumps(error_row(path, err.reason)))
             else:
                 click.echo(f"error: {err}", err=True)
             continue
-        click.echo(json.dumps({**pred.to_dict(), "status": "ok"}) if as_json else format_prediction(pred))
+        if as_json:
+            click.echo(json.dumps(prediction_row(pred), ensure_ascii=False))
+        else:
+            click.echo(format_prediction(pred))
+            if timeline:
+                click.echo(format_timeline(pred.timeline))
     if failed:
-        raise click.exceptions.Exit(1)
+        raise CulturalMusicError(f"{failed} of {len(files)} file(s) could not be labelled")

@@ -1,53 +1,128 @@
-"""``cultural-music train``."""
+"""``cultural-music train`` and ``cultural-music models``.
+
+Each model comes with the settings it is meant to be trained with (feature kind, sample rate,
+recipe: see ``cultural-music models``); an option given on the command line overrides them.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 
 from .options import cache_option, quiet_option, workers_option
 
+__all__ = ["register", "DEFAULT_MODEL", "build_config"]
+
+#: the model ``train`` uses without ``--model`` (chosen by cross-validation: docs/models.md)
+DEFAULT_MODEL = "musicnn"
+
+# option name -> (config section, field); options left out keep the model's default
+_FIELDS: dict[str, tuple[str, str]] = {
+    "duration": ("audio", "clip_seconds"),
+    "sample_rate": ("audio", "sample_rate"),
+    "n_mels": ("features", "n_mels"),
+    "augment_variants": ("augment", "n_variants"),
+    "spec_mask_p": ("augment", "spec_mask_p"),
+    "epochs": ("train", "epochs"),
+    "batch_size": ("train", "batch_size"),
+    "seed": ("train", "seed"),
+    "patience": ("train", "patience"),
+    "learning_rate": ("train", "learning_rate"),
+    "weight_decay": ("train", "weight_decay"),
+    "lr_schedule": ("train", "lr_schedule"),
+    "mixup": ("train", "mixup_alpha"),
+    "label_smoothing": ("train", "label_smoothing"),
+    "class_weights": ("train", "class_weighting"),
+    "balanced_sampling": ("train", "balanced_sampling"),
+    "backbone_lr_scale": ("train", "backbone_lr_scale"),
+}
+
+
+def build_config(model_name: str, options: dict[str, Any]) -> Any:
+    """The model's default config with the options that were given (not ``None``) applied.
+
+    ``options`` maps the names of :data:`_FIELDS` (and ``backbone``) to values; ``backbone``
+    picks the pretrained network of an embedding model (``features.kind``).  Raises
+    :class:`click.BadParameter` for an unknown model or settings the model cannot use.
+    """
+    from ..config import MUSICNN_EMBEDDING
+    from ..errors import ParameterError
+    from ..models import available_models, check_config, default_config
+
+    if model_name not in available_models():
+        raise click.BadParameter(f"unknown model {model_name!r}; choose from {', '.join(available_models())}", param_hint="--model")
+    cfg = default_config(model_name)
+    changes: dict[str, dict[str, Any]] = {}
+    for name, value in options.items():
+        if value is not None and name in _FIELDS:
+            section, field = _FIELDS[name]
+            changes.setdefault(section, {})[field] = value
+    backbone = options.get("backbone")
+    if backbone is not None:
+        if cfg.features.backbone is None:
+            raise click.BadParameter(f"model {model_name!r} has no pretrained backbone to choose", param_hint="--backbone")
+        changes.setdefault("features", {})["kind"] = f"{MUSICNN_EMBEDDING}:{backbone}"
+    try:
+        cfg = cfg.replace(**changes) if changes else cfg
+        check_config(cfg)
+    except ParameterError as err:
+        raise click.BadParameter(str(err)) from err
+    return cfg
+
 
 def register(cli: click.Group) -> None:
     cli.add_command(train)
+    cli.add_command(models)
 
 
 @click.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="model", show_default=True, help="Model folder to write.")
-@click.option("--duration", type=click.FloatRange(min=0.05), default=30.0, show_default=True, help="Clip length in seconds.")
-@click.option("--sample-rate", type=click.IntRange(1000, 384000), default=22050, show_default=True, help="Sample rate in Hz.")
-@click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True, help="Architecture (see 'cultural-music models').")
+@click.option("--backbone", type=click.Choice(["MSD_musicnn", "MTT_musicnn"]), default=None, help="Pretrained network of --model musicnn [default: MSD_musicnn].")
+@click.option("--duration", type=click.FloatRange(min=0.05), default=None, help="Clip length in seconds [default: 30].")
+@click.option("--sample-rate", type=click.IntRange(1000, 384000), default=None, help="Sample rate in Hz [default: the model's: 22050, musicnn 16000].")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Most epochs [default: the model's].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="[default: the model's]")
+@click.option("--seed", type=int, default=None, help="[default: 42]")
 @click.option("--groups", "groups_csv", type=click.Path(exists=True, dir_okay=False), default=None, help="CSV 'path,group': files of one group stay on one side of the split.")
-@click.option("--model", "model_name", default="seed-cnn", show_default=True, help="Architecture (see 'cultural-music models').")
-@click.option("--patience", type=click.IntRange(min=1), default=6, show_default=True, help="Early-stopping patience in epochs.")
-@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True)
-@click.option("--augment-variants", type=click.IntRange(0, 64), default=2, show_default=True, help="Augmented copies per training clip (cached).")
-@click.option("--n-mels", type=click.IntRange(8, 512), default=128, show_default=True)
+@click.option("--patience", type=click.IntRange(min=1), default=None, help="Early-stopping patience in epochs [default: the model's].")
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate [default: the model's].")
+@click.option("--weight-decay", type=click.FloatRange(0, 1), default=None, help="AdamW weight decay; 0 = Adam [default: the model's].")
+@click.option("--lr-schedule", type=click.Choice(["none", "cosine", "onecycle"]), default=None, help="[default: the model's]")
+@click.option("--mixup", type=click.FloatRange(0, 100), default=None, help="Mixup alpha; 0 = off [default: the model's].")
+@click.option("--label-smoothing", type=click.FloatRange(0, 0.99), default=None, help="[default: 0]")
+@click.option("--class-weights", type=click.Choice(["none", "balanced"]), default=None, help="Loss weights for unbalanced classes [default: the model's].")
+@click.option("--balanced-sampling/--no-balanced-sampling", default=None, help="Draw every class equally often [default: off].")
+@click.option("--backbone-lr-scale", type=click.FloatRange(0, 1), default=None, help="Learning-rate factor of a fine-tuned backbone [default: 0.1].")
+@click.option("--augment-variants", type=click.IntRange(0, 64), default=None, help="Augmented copies per training clip (cached) [default: 2].")
+@click.option("--spec-mask-p", type=click.FloatRange(0, 1), default=None, help="SpecAugment masking probability [default: the model's].")
+@click.option("--n-mels", type=click.IntRange(8, 512), default=None, help="Mel bands of log-mel models [default: 128].")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/checkpoint.pt.")
 @cache_option
 @workers_option
 @quiet_option
-def train(data_dir: str, out_dir: str, duration: float, sample_rate: int, epochs: int, batch_size: int, seed: int,
-          groups_csv: str | None, model_name: str, patience: int, learning_rate: float, augment_variants: int,
-          n_mels: int, resume: bool, cache_dir: str | None, workers: int | None, quiet: bool) -> None:
+def train(data_dir: str, out_dir: str, model_name: str, groups_csv: str | None, resume: bool, cache_dir: str | None,
+          workers: int | None, quiet: bool, **options: Any) -> None:
     """Train a classifier on DATA_DIR/<Class>/<files> and write a model folder."""
-    from ..config import Config
-    from ..models import available_models
     from ..pipeline import run_training
 
-    if model_name not in available_models():
-        raise click.BadParameter(f"unknown model {model_name!r}; choose from {', '.join(available_models())}", param_hint="--model")
-    cfg = Config().replace(
-        audio={"sample_rate": sample_rate, "clip_seconds": duration},
-        features={"n_mels": n_mels},
-        augment={"n_variants": augment_variants},
-        train={"model": model_name, "epochs": epochs, "batch_size": batch_size, "seed": seed, "patience": patience,
-               "learning_rate": learning_rate},
-    )
+    cfg = build_config(model_name, options)
     run = run_training(data_dir, out_dir, cfg, groups_csv=groups_csv, cache_dir=cache_dir, workers=workers,
                        resume=resume, progress=not quiet, log=click.echo)
     best = run.history[run.best_epoch - 1]
     click.echo(f"best epoch {run.best_epoch}: val_loss {best['val_loss']:.4f}, val_accuracy {best['val_accuracy']:.3f}")
     click.echo(f"model saved to {run.model_dir} (evaluate it: cultural-music evaluate {run.model_dir})")
+
+
+@click.command()
+def models() -> None:
+    """List the models 'train --model' accepts, with the settings each is trained with."""
+    from ..models import available_models, model_defaults, model_summary
+
+    for name in available_models():
+        mark = "  (default)" if name == DEFAULT_MODEL else ""
+        click.echo(f"{name}{mark}: {model_summary(name)}")
+        for section, values in model_defaults(name).items():
+            click.echo(f"    {section}: " + ", ".join(f"{k}={v}" for k, v in values.items()))

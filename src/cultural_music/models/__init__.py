@@ -1,29 +1,62 @@
 """Network architectures, registered by name so that new ones plug in without other changes.
 
-Every model maps a batch of features ``(batch, 1, n_mels, frames)`` to class logits
-``(batch, n_classes)``.  A model folder stores the name and keyword arguments, and
-:func:`build_model` rebuilds the same network before loading its weights.
+Every model maps a batch of features ``(batch, 1, rows, columns)`` (log-mels: ``(batch, 1,
+n_mels, frames)``) to class logits ``(batch, n_classes)``.  A model folder stores the name and
+keyword arguments, and :func:`build_model` rebuilds the same network before loading its weights.
+
+A model may declare, when registered, the settings it is meant to be trained with
+(``defaults``: config section -> field -> value, e.g. the feature kind a pretrained backbone
+needs, or its training recipe) and the feature kinds it accepts; :func:`default_config` and
+:func:`check_config` use them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
+from ..config import Config
 from ..errors import ParameterError
 
-__all__ = ["register", "build_model", "available_models"]
-
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+__all__ = ["register", "build_model", "available_models", "default_config", "model_defaults", "check_config"]
 
 
-def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Class decorator: make a model buildable by ``name``."""
+@dataclass(frozen=True)
+class _Entry:
+    factory: Callable[..., nn.Module]
+    defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    feature_kinds: tuple[str, ...] | None = None
+    summary: str = ""
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register(
+    name: str,
+    *,
+    defaults: dict[str, dict[str, Any]] | None = None,
+    feature_kinds: tuple[str, ...] | None = None,
+    summary: str = "",
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Class decorator: make a model buildable by ``name``.
+
+    Parameters
+    ----------
+    defaults
+        Config overrides the model is meant to be trained with: ``{"train": {...}, ...}``.
+    feature_kinds
+        ``FeatureConfig.kind`` values the model accepts (``None``: any); a kind ending in ``:``
+        accepts every backbone (``"musicnn-embedding:"``).
+    summary
+        One line for ``cultural-music models``.
+    """
 
     def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _REGISTRY[name] = factory
+        _REGISTRY[name] = _Entry(factory, dict(defaults or {}), feature_kinds, summary)
         return factory
 
     return deco
@@ -38,17 +71,61 @@ def _load_builtin() -> None:
         importlib.import_module(f"{__name__}.{info.name}")
 
 
+def _entry(name: str) -> _Entry:
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise ParameterError(f"The 'model' parameter must be one of {sorted(_REGISTRY)}. Got {name!r} instead.")
+    return _REGISTRY[name]
+
+
 def available_models() -> list[str]:
     """Names accepted by :func:`build_model`."""
     _load_builtin()
     return sorted(_REGISTRY)
 
 
+def model_summary(name: str) -> str:
+    """One-line description of a registered model."""
+    return _entry(name).summary
+
+
 def build_model(name: str, *, n_classes: int, n_mels: int, **kwargs: Any) -> nn.Module:
-    """A fresh, randomly initialised network of the registered kind ``name``."""
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise ParameterError(
-            f"The 'model' parameter must be one of {sorted(_REGISTRY)}. Got {name!r} instead."
-        )
-    return _REGISTRY[name](n_classes=n_classes, n_mels=n_mels, **kwargs)
+    """A fresh, randomly initialised network of the registered kind ``name``.
+
+    ``n_mels`` is the number of feature rows (mel bands, or the embedding size).
+    """
+    return _entry(name).factory(n_classes=n_classes, n_mels=n_mels, **kwargs)
+
+
+def model_defaults(name: str) -> dict[str, dict[str, Any]]:
+    """The config overrides ``name`` is meant to be trained with (a copy)."""
+    return {section: dict(values) for section, values in _entry(name).defaults.items()}
+
+
+def default_config(name: str, base: Config | None = None) -> Config:
+    """``base`` (default ``Config()``) with ``train.model = name`` and the model's defaults."""
+    overrides = model_defaults(name)
+    overrides.setdefault("train", {})["model"] = name
+    if "features" in overrides and "kind" in overrides["features"]:
+        # a new feature kind: start from that kind's settings, not from the base's log-mel ones
+        from dataclasses import asdict
+
+        from ..config import FeatureConfig
+
+        overrides["features"] = {**asdict(FeatureConfig.for_kind(overrides["features"]["kind"])), **overrides["features"]}
+    return (base or Config()).replace(**overrides)
+
+
+def check_config(cfg: Config) -> None:
+    """Raise :class:`ParameterError` if ``cfg.train.model`` does not accept ``cfg.features.kind``."""
+    entry = _entry(cfg.train.model)
+    kinds = entry.feature_kinds
+    if kinds is None:
+        return
+    kind = cfg.features.kind
+    if any(kind == k or (k.endswith(":") and kind.startswith(k)) for k in kinds):
+        return
+    raise ParameterError(
+        f"The model {cfg.train.model!r} needs feature kind {' or '.join(repr(k + ('<backbone>' if k.endswith(':') else '')) for k in kinds)}. "
+        f"Got {kind!r} instead; start from cultural_music.models.default_config({cfg.train.model!r})."
+    )

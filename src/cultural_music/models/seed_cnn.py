@@ -15,7 +15,8 @@ from . import register
 __all__ = ["SeedCNN"]
 
 
-@register("seed-cnn")
+@register("seed-cnn", feature_kinds=("logmel", "musicnn"),
+          summary="reference CNN: 4 conv blocks + dense head, Adam 1e-4, no recipe")
 class SeedCNN(nn.Module):
     """Reference CNN.
 

@@ -1,0 +1,40 @@
+"""``cultural-music features``: fill the feature cache for a data folder."""
+
+from __future__ import annotations
+
+import click
+
+from .options import cache_option, quiet_option, workers_option
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(features)
+
+
+@click.command()
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--duration", type=click.FloatRange(min=0.05), default=30.0, show_default=True, help="Clip length in seconds.")
+@click.option("--sample-rate", type=click.IntRange(1000, 384000), default=22050, show_default=True, help="Sample rate in Hz.")
+@click.option("--n-mels", type=click.IntRange(8, 512), default=128, show_default=True)
+@cache_option
+@workers_option
+@quiet_option
+def features(data_dir: str, duration: float, sample_rate: int, n_mels: int, cache_dir: str | None, workers: int | None,
+             quiet: bool) -> None:
+    """Decode DATA_DIR/<Class>/<files> and cache their features, so that training decodes nothing."""
+    from ..cache import FeatureCache, default_cache_dir
+    from ..config import Config
+    from ..extract import default_workers, fill_cache
+
+    cfg = Config().replace(audio={"sample_rate": sample_rate, "clip_seconds": duration}, features={"n_mels": n_mels})
+    store = FeatureCache(cache_dir or default_cache_dir())
+    scan, result = fill_cache(data_dir, cfg, store, workers=workers or default_workers(), progress=not quiet)
+    for w in scan.warnings:
+        click.echo(f"warning: {w}", err=True)
+    n_ok = len(result.entries)
+    click.echo(f"{n_ok} file(s) with features: {result.n_decoded} decoded, {n_ok - result.n_decoded} from the cache"
+               f" ({result.n_indexed} unchanged since indexed); cache {store.root}")
+    if scan.skipped:
+        click.echo(f"skipped {len(scan.skipped)} file(s):")
+        for s in scan.skipped:
+            click.echo(f"  {s.path}: {s.reason}")

@@ -1,0 +1,104 @@
+"""``musicnn``: a classifier head on frozen, pretrained musicnn embeddings.
+
+The features (``FeatureConfig.kind = "musicnn-embedding:<backbone>"``) are the backbone's
+1506-dim embedding of every 3 s patch of a clip, computed once and cached by feature
+extraction; this model only pools them over the patches and classifies, so training takes
+seconds.  The model folder's config records the backbone (``features.kind``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import MUSICNN_EMBEDDING, MUSICNN_EMBEDDING_DIM, MUSICNN_SAMPLE_RATE
+from ..errors import ParameterError
+from . import register
+
+__all__ = ["EmbeddingHead", "MusicnnHead", "DEFAULTS"]
+
+#: settings of ``musicnn`` (config section -> overrides)
+DEFAULTS: dict[str, dict[str, object]] = {
+    "audio": {"sample_rate": MUSICNN_SAMPLE_RATE},
+    "features": {"kind": f"{MUSICNN_EMBEDDING}:MSD_musicnn"},
+    "augment": {"spec_mask_p": 0.0},  # masking rows/patches of an embedding is not SpecAugment
+    "train": {
+        "learning_rate": 1e-3,
+        "weight_decay": 1e-2,
+        "batch_size": 32,
+        "epochs": 60,
+        "patience": 10,
+        "mixup_alpha": 0.0,
+        "class_weighting": "balanced",
+        "lr_schedule": "none",
+    },
+}
+
+
+class EmbeddingHead(nn.Module):
+    """Pool patch embeddings over time, standardise, classify.
+
+    Parameters
+    ----------
+    n_classes
+        Output classes.
+    dim
+        Embedding size.
+    hidden
+        Units of the hidden layer; 0 = a linear classifier.
+    dropout
+        Dropout on the pooled embedding and on the hidden layer.
+    pooling
+        ``"mean"`` or ``"mean+max"`` over the patches of a clip.
+    """
+
+    def __init__(self, *, n_classes: int, dim: int, hidden: int = 256, dropout: float = 0.5, pooling: str = "mean") -> None:
+        super().__init__()
+        if pooling not in ("mean", "mean+max"):
+            raise ParameterError(f"The 'pooling' parameter of EmbeddingHead must be 'mean' or 'mean+max'. Got {pooling!r} instead.")
+        self.pooling = pooling
+        in_dim = dim * (2 if pooling == "mean+max" else 1)
+        self.norm = nn.BatchNorm1d(in_dim)
+        if hidden:
+            self.net: nn.Module = nn.Sequential(
+                nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, n_classes)
+            )
+        else:
+            self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, n_classes))
+
+    def forward(self, emb: torch.Tensor) -> torch.Tensor:
+        """``(batch, dim, patches)`` -> ``(batch, n_classes)`` logits."""
+        pooled = emb.mean(dim=2)
+        if self.pooling == "mean+max":
+            pooled = torch.cat([pooled, emb.amax(dim=2)], dim=1)
+        return self.net(self.norm(pooled))
+
+
+@register("musicnn", defaults=DEFAULTS, feature_kinds=(f"{MUSICNN_EMBEDDING}:",),
+          summary="frozen pretrained musicnn (MSD) embeddings, cached; small trained head")
+class MusicnnHead(nn.Module):
+    """Head on cached musicnn embeddings: ``(batch, 1, 1506, patches)`` -> logits.
+
+    Parameters
+    ----------
+    n_classes
+        Output classes.
+    n_mels
+        Feature rows; must be the embedding size 1506.
+    hidden, dropout, pooling
+        See :class:`EmbeddingHead`.
+    """
+
+    def __init__(self, *, n_classes: int, n_mels: int = MUSICNN_EMBEDDING_DIM, hidden: int = 256, dropout: float = 0.5,
+                 pooling: str = "mean") -> None:
+        super().__init__()
+        if n_mels != MUSICNN_EMBEDDING_DIM:
+            raise ParameterError(
+                f"The model 'musicnn' needs musicnn embeddings ({MUSICNN_EMBEDDING_DIM} feature rows). Got {n_mels} rows "
+                "instead; train it with the config from cultural_music.models.default_config('musicnn')."
+            )
+        self.head = EmbeddingHead(n_classes=n_classes, dim=n_mels, hidden=hidden, dropout=dropout, pooling=pooling)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, 1, 1506, patches)`` embeddings -> ``(batch, n_classes)`` logits."""
+        return self.head(x[:, 0])

@@ -1,0 +1,88 @@
+"""Predict with ``model.onnx`` through onnxruntime: the same API as
+:class:`~cultural_music.predict.Classifier`, and torch is never imported.
+
+Settings, classes, calibration and threshold come from ``model.json``; the ONNX file must have
+been exported from the weights ``model.json`` describes (its recorded SHA-256 is checked).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import Config
+from .errors import CulturalMusicError, ModelLoadError
+from .predict import DEFAULT_MODEL_DIR, WindowClassifier, read_model_json
+
+__all__ = ["ONNX_FILE", "OnnxClassifier"]
+
+ONNX_FILE = "model.onnx"
+
+
+class OnnxClassifier(WindowClassifier):
+    """A model folder run with onnxruntime: ``predict``, ``predict_proba``, ``predict_timeline``.
+
+    Parameters
+    ----------
+    session
+        An ``onnxruntime.InferenceSession`` of ``model.onnx``.
+    directory
+        The model folder.
+    meta
+        Parsed ``model.json``.
+    """
+
+    backend = "onnx"
+
+    def __init__(self, session: Any, *, directory: str | Path, meta: dict[str, Any]) -> None:
+        try:
+            config = Config.from_dict(meta["config"])
+        except CulturalMusicError as err:
+            raise ModelLoadError(f"{Path(directory) / 'model.json'}: bad config ({err})") from err
+        super().__init__(directory=directory, meta=meta, config=config)
+        self.session = session
+        self._input = session.get_inputs()[0].name
+
+    @classmethod
+    def load(cls, model_dir: str | Path = DEFAULT_MODEL_DIR, *, threads: int | None = None) -> "OnnxClassifier":
+        """Open ``model_dir/model.onnx`` and check it matches ``model.json``.
+
+        Parameters
+        ----------
+        model_dir
+            Model folder holding ``model.json`` and ``model.onnx``.
+        threads
+            onnxruntime intra-op threads (default: onnxruntime's choice).
+
+        Raises
+        ------
+        ModelLoadError
+            Missing or unreadable ``model.onnx``, or one exported from other weights.
+        """
+        import onnxruntime as ort
+
+        d = Path(model_dir)
+        meta = read_model_json(d)
+        path = d / ONNX_FILE
+        if not path.is_file():
+            raise ModelLoadError(f"{path}: missing; write it with 'cultural-music export {d} --onnx'")
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, ...)
+            raise ModelLoadError(f"{path}: not a readable ONNX model ({str(err).strip().splitlines()[-1]})") from err
+        recorded = session.get_modelmeta().custom_metadata_map
+        if recorded.get("weights_sha256") != meta["weights_sha256"]:
+            raise ModelLoadError(f"{path}: exported from other weights than {d / 'model.json'} describes; "
+                                 f"re-run 'cultural-music export {d} --onnx'")
+        return cls(session, directory=d, meta=meta)
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """Class logits ``(n, n_classes)`` of features ``(n, n_mels, frames)``."""
+        x = np.ascontiguousarray(features, dtype=np.float32)[:, None]
+        return self.session.run(None, {self._input: x})[0]
