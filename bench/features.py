@@ -55,13 +55,13 @@ def make_files(folder: Path, n: int, seconds: float) -> list[Path]:
 def run_reference(paths: list[str]) -> dict:
     import librosa
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     feats = []
     for p in paths:
         y, sr = librosa.load(p, sr=22050)
         mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=2048, hop_length=512, n_mels=128)
         feats.append(((librosa.power_to_db(mel, ref=np.max, top_db=80.0) + 80.0) / 80.0).astype(np.float32))
-    return {"work_s": time.perf_counter() - t0, "first": feats[0]}
+    return {"work_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "first": feats[0]}
 
 
 def run_ours(paths: list[str], cache_dir: str, workers: int, use_index: bool, start: str, seconds: float) -> dict:
@@ -80,9 +80,9 @@ def run_ours(paths: list[str], cache_dir: str, workers: int, use_index: bool, st
     cfg = Config().replace(audio={"clip_seconds": seconds})  # one clip per file, as the reference
     res = extract_features(recs, cfg, FeatureCache(cache_dir), augment_splits=(), workers=workers,
                            progress=False, use_index=use_index)
-    work = time.perf_counter() - t0
+    work, cpu = time.perf_counter() - t0, time.process_time() - c0
     first = np.load(res.entries[recs[0].rel_path].clean_path)[0]
-    return {"work_s": work, "decoded": res.n_decoded, "indexed": res.n_indexed, "skipped": len(res.skipped), "first": first}
+    return {"work_s": work, "cpu_s": cpu, "decoded": res.n_decoded, "indexed": res.n_indexed, "skipped": len(res.skipped), "first": first}
 
 
 def _warm_job(_: int) -> float:
@@ -220,12 +220,18 @@ def main() -> None:
                 best = runs.get(name)
                 runs[name] = out if best is None or out["total_s"] < best["total_s"] else best
                 if best is not None:
-                    runs[name]["work_s"] = min(best["work_s"], out["work_s"])
+                    for key in ("work_s", "cpu_s"):
+                        runs[name][key] = min(best[key], out[key])
         ref = runs["reference (serial librosa)"]
         print(f"\n{'pipeline':<34}{'total s':>9}{'work s':>9}{'x ref total':>13}{'x ref work':>12}  decoded")
         for name, r in runs.items():
             print(f"{name:<34}{r['total_s']:>9.2f}{r['work_s']:>9.3f}{ref['total_s'] / r['total_s']:>13.1f}"
                   f"{ref['work_s'] / r['work_s']:>12.1f}  {r.get('decoded', '-')}")
+        serial = runs["ours cold, 1 worker"]
+        per_ref, per_ours = ref["cpu_s"] / args.files, serial["cpu_s"] / args.files
+        print(f"\nCPU time per file (in-process runs, unaffected by other load): reference {per_ref * 1000:.0f} ms, "
+              f"ours {per_ours * 1000:.0f} ms (x{per_ref / per_ours:.2f}); on {args.workers} idle cores ours cold would "
+              f"approach x{args.workers * per_ref / per_ours:.1f} the reference, plus worker start-up (below)")
         a, b = ref["first"], runs[f"ours cold, {w} workers"]["first"]
         print(f"\nfeatures ours vs reference (first file): shape {b.shape} vs {a.shape}, max |diff| {np.abs(a - b).max():.2e}, "
               f"mean |diff| {np.abs(a - b).mean():.2e}")

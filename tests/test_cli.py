@@ -14,7 +14,7 @@ from cultural_music.cli import main
 
 from conftest import make_tone_dataset, tone, write
 
-TRAIN = ["--duration", "1", "--sample-rate", "8000", "--n-mels", "32", "--epochs", "3", "--batch-size", "8",
+TRAIN = ["--model", "seed-cnn", "--duration", "1", "--sample-rate", "8000", "--n-mels", "32", "--epochs", "3", "--batch-size", "8",
          "--augment-variants", "0", "--workers", "1", "-q"]
 
 

@@ -11,15 +11,15 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .atomic import atomic_path, atomic_write_json, ensure_dir
 from .config import Config
 from .errors import CulturalMusicError, ModelLoadError
+
+if TYPE_CHECKING:  # torch is imported only by the functions that need it
+    from torch import nn
 
 __all__ = ["WEIGHTS_FILE", "META_FILE", "FORMAT_VERSION", "Artifact", "save_artifact", "load_artifact", "read_meta"]
 
@@ -33,7 +33,7 @@ class Artifact:
     """A loaded model folder: the network (eval mode), its classes, config and metadata."""
 
     directory: Path
-    model: nn.Module
+    model: "nn.Module"
     classes: list[str]
     config: Config
     meta: dict[str, Any]
@@ -45,7 +45,7 @@ def _sha256(path: Path) -> str:
 
 def save_artifact(
     out_dir: str | Path,
-    model: nn.Module,
+    model: "nn.Module",
     *,
     classes: list[str],
     config: Config,

@@ -32,6 +32,8 @@ from .prefetch import prefetch
 from .timeline import Segment, aggregate_probabilities, build_timeline
 from .uncertainty import UNCERTAIN, check_threshold, is_uncertain
 
+from .artifact import read_meta as read_model_json
+
 if TYPE_CHECKING:
     from .artifact import Artifact
 
@@ -78,30 +80,6 @@ class Prediction:
             "duration": self.duration,
             "timeline": [s.to_dict() for s in self.timeline],
         }
-
-
-def read_model_json(model_dir: str | Path) -> dict[str, Any]:
-    """Parse ``model.json`` of a model folder without importing torch.
-
-    Raises
-    ------
-    ModelLoadError
-        Missing folder or file, invalid JSON, missing keys.
-    """
-    d = Path(model_dir)
-    path = d / "model.json"
-    if not d.is_dir():
-        raise ModelLoadError(f"{d}: model folder does not exist (train one with 'cultural-music train DATA_DIR --out {d}')")
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: missing; {d} is not a cultural-music model folder")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelLoadError(f"{path}: not valid JSON ({err})") from err
-    missing = [k for k in ("classes", "model", "config", "weights_sha256") if k not in (meta if isinstance(meta, dict) else {})]
-    if missing:
-        raise ModelLoadError(f"{path}: missing key(s) {missing}")
-    return meta
 
 
 class WindowClassifier:
