@@ -2,7 +2,7 @@
 
 One experiment = one model + config overrides, trained and evaluated once per fold:
 test = one fold (``--fold-column`` of ``groups.csv``, or the ``group`` column: leave one group
-out), validation = a class-stratified 20 % of the remaining groups (``--val groups``) or the
+out), validation = a class-stratified ``train.val_fraction`` (15 %) of the remaining groups (``--val groups``) or the
 next fold (``--val next-fold``, for groups that span classes such as speakers), train = the
 rest.  Every fold's model folder, ``metrics.json`` and a ``summary.json`` (mean +- std of
 clip- and recording-level macro-F1 and accuracy, wall times) go under ``--out``; finished folds
@@ -43,7 +43,8 @@ def read_folds(groups_csv: Path, column: str) -> dict[str, str]:
         return {row["path"]: row[column] for row in csv.DictReader(fh)}
 
 
-def assign(recordings: list[Recording], folds: dict[str, str], test_fold: str, *, val: str, seed: int) -> list[Recording]:
+def assign(recordings: list[Recording], folds: dict[str, str], test_fold: str, *, val: str, seed: int,
+           val_fraction: float = 0.15) -> list[Recording]:
     """Recordings with ``split`` set for one fold (see the module docstring)."""
     from dataclasses import replace
 
@@ -60,7 +61,7 @@ def assign(recordings: list[Recording], folds: dict[str, str], test_fold: str, *
         val_groups = set()
         for label in sorted(by_class):
             groups = sorted(by_class[label])
-            n_val = max(1, int(round(0.2 * len(groups))))
+            n_val = max(1, int(round(val_fraction * len(groups))))
             val_groups.update(groups[i] for i in rng.permutation(len(groups))[:n_val])
     out = []
     for r in recordings:
@@ -114,7 +115,7 @@ def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
         log(f"=== fold {fold}")
         t0 = time.perf_counter()
         run = run_training(data, fdir, cfg, groups_csv=groups_csv, cache_dir=args.cache_dir, workers=args.workers,
-                           assign_split=lambda recs, f=fold: assign(recs, folds, f, val=args.val, seed=cfg.train.seed),
+                           assign_split=lambda recs, f=fold: assign(recs, folds, f, val=args.val, seed=cfg.train.seed, val_fraction=cfg.train.val_fraction),
                            progress=False, log=log)
         wall = time.perf_counter() - t0
         m = evaluate_model(fdir, cache_dir=args.cache_dir, workers=args.workers, progress=False, plots=False, log=log)

@@ -76,8 +76,8 @@ def run_ours(paths: list[str], cache_dir: str, workers: int, use_index: bool, st
 
         jobs._mp_context = lambda: get_context("spawn")  # measure the old start method
     recs = [Recording(Path(p), f"{i}_{Path(p).name}", "x", str(i)) for i, p in enumerate(paths)]
-    t0 = time.perf_counter()
     cfg = Config().replace(audio={"clip_seconds": seconds})  # one clip per file, as the reference
+    t0, c0 = time.perf_counter(), time.process_time()
     res = extract_features(recs, cfg, FeatureCache(cache_dir), augment_splits=(), workers=workers,
                            progress=False, use_index=use_index)
     work, cpu = time.perf_counter() - t0, time.process_time() - c0

@@ -112,6 +112,7 @@ def test_fold_statistics_hand_computed() -> None:
     assert st["mean"] == pytest.approx(0.7) and st["std"] == pytest.approx(0.2)
     half = 4.302652729911275 * 0.2 / np.sqrt(3)  # t(0.975, df=2)
     assert st["ci95"] == pytest.approx([0.7 - half, 0.7 + half])
+    assert fold_statistics([0.5, 0.7, 0.9], bounds=(0.0, 1.0))["ci95"] == pytest.approx([0.7 - half, 1.0])
     one = fold_statistics([0.4])
     assert one["mean"] == 0.4 and one["std"] is None and one["ci95"] is None
 

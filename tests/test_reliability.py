@@ -110,6 +110,30 @@ def test_three_hour_file_streams_in_bounded_memory(tmp_path: Path) -> None:
     assert peak < 40 * 2**20, f"peak {peak / 2**20:.1f} MiB"  # the decoded file would be 660 MiB
 
 
+def test_long_file_features_are_cached_in_bounded_memory(tmp_path: Path) -> None:
+    from cultural_music.dataset import Recording
+    from cultural_music.extract import extract_features
+
+    path = tmp_path / "c" / "long.wav"
+    path.parent.mkdir()
+    with sf.SoundFile(str(path), "w", samplerate=8000, channels=1, subtype="PCM_16") as f:
+        for i in range(6):  # 30 minutes
+            f.write(tone(440 + 50 * i, 300, 8000))
+    rec = Recording(path, "c/long.wav", "c", "c/long.wav", "train")
+    warm = Recording(write(tmp_path / "c" / "warm.wav", tone(440, 2.0, 8000)), "c/warm.wav", "c", "w", "train")
+    extract_features([warm], CFG, FeatureCache(tmp_path / "cache"), workers=1, progress=False)  # imports done
+    tracemalloc.start()
+    res = extract_features([rec], CFG, FeatureCache(tmp_path / "cache"), workers=1, progress=False)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    entry = res.entries["c/long.wav"]
+    assert entry.n_clips == 1800
+    clean = np.load(entry.clean_path, mmap_mode="r")
+    aug = np.load(entry.aug_path, mmap_mode="r")
+    assert clean.shape == (1800, 32, 126) and aug.shape == (1, 1800, 32, 126)
+    assert peak < 12 * 2**20, f"peak {peak / 2**20:.1f} MiB"  # the features alone are 29 MiB per copy
+
+
 def _state(model_dir: Path) -> dict[str, torch.Tensor]:
     return load_artifact(model_dir).model.state_dict()
 

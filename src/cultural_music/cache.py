@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,9 @@ def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/cultural-music`` (or ``~/.cache/cultural-music``)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "cultural-music"
+
+
+_COPY_ROWS = 16  # clips copied per step when assembling a streamed entry
 
 
 class FeatureCache:
@@ -109,6 +113,40 @@ class FeatureCache:
         ensure_dir(path.parent)
         with atomic_path(path, suffix=".npy") as tmp:
             np.save(tmp, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+
+    def store_chunks(self, path: Path, chunks: Iterable[np.ndarray], *, lead: int | None = None) -> tuple[int, ...]:
+        """Write chunks ``(k, rows, columns)`` joined along axis 0 at ``path``, streaming.
+
+        Memory stays bounded by one chunk whatever the total (a 3-hour file's features never sit
+        in RAM at once): chunks go to a raw temp file, then are copied into the ``.npy`` through
+        memory maps; the entry appears atomically.  With ``lead`` the array is stored as
+        ``(lead, total // lead, rows, columns)`` (augmented variants one after another).
+
+        Returns the stored shape.
+        """
+        ensure_dir(path.parent)
+        with atomic_path(path, suffix=".npy") as tmp:
+            raw = tmp.with_name(tmp.name + ".raw")
+            try:
+                n, tail = 0, None
+                with open(raw, "wb") as fh:
+                    for chunk in chunks:
+                        chunk = np.ascontiguousarray(chunk, dtype=np.float32)
+                        tail, n = chunk.shape[1:], n + chunk.shape[0]
+                        fh.write(chunk.tobytes())
+                if tail is None or n == 0:
+                    raise ValueError(f"{path}: no features to store")
+                shape = (n, *tail) if lead is None else (lead, n // lead, *tail)
+                src = np.memmap(raw, dtype=np.float32, mode="r", shape=(n, *tail))
+                dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+                flat = dst.reshape((n, *tail))
+                for i in range(0, n, _COPY_ROWS):
+                    flat[i : i + _COPY_ROWS] = src[i : i + _COPY_ROWS]
+                dst.flush()
+                del src, dst, flat
+            finally:
+                raw.unlink(missing_ok=True)
+        return shape
 
     def _key_dirs(self) -> list[Path]:
         if not self.root.is_dir():

@@ -34,9 +34,10 @@ __all__ = ["run_cv", "fold_statistics", "CV_METRICS"]
 CV_METRICS = ("macro_f1", "accuracy", "balanced_accuracy", "baseline_accuracy", "ece", "nll")
 
 
-def fold_statistics(values: list[float]) -> dict[str, Any]:
+def fold_statistics(values: list[float], *, bounds: tuple[float | None, float | None] = (None, None)) -> dict[str, Any]:
     """Mean, sample std (ddof 1) and 95% Student-t interval of per-fold values.
 
+    ``bounds`` clips the interval to the metric's range (``(0, 1)`` for accuracy, F1, ECE).
     With one fold the std and interval are ``None``.
     """
     from scipy import stats
@@ -48,7 +49,10 @@ def fold_statistics(values: list[float]) -> dict[str, Any]:
         return {"mean": mean, "std": None, "ci95": None, "n": n, "values": v.tolist()}
     std = float(v.std(ddof=1))
     half = float(stats.t.ppf(0.975, n - 1) * std / np.sqrt(n))
-    return {"mean": mean, "std": std, "ci95": [mean - half, mean + half], "n": n, "values": v.tolist()}
+    low, high = mean - half, mean + half
+    low = low if bounds[0] is None else max(low, bounds[0])
+    high = high if bounds[1] is None else min(high, bounds[1])
+    return {"mean": mean, "std": std, "ci95": [low, high], "n": n, "values": v.tolist()}
 
 
 def _usable_recordings(data_dir: str | Path, cfg: Config, cache: FeatureCache, groups_csv: str | Path | None,
@@ -144,6 +148,9 @@ def run_cv(
     elif folds == 0:
         fold_idx, names = leave_one_group_out(recordings)
         scheme = "leave one group out"
+        if len(names) > 50:
+            log(f"warning: leave one group out trains {len(names)} models (one per group); "
+                "pass --groups CSV to group files by source or speaker, or use --folds K")
     else:
         fold_idx, names = group_kfold(recordings, n_folds=folds, seed=cfg.train.seed)
         scheme = f"stratified group {folds}-fold (seed {cfg.train.seed})"
@@ -215,8 +222,8 @@ def _rows_csv(rows: list[dict[str, Any]]) -> str:
 def _summarise(rows: list[dict[str, Any]], pooled: dict[str, list[Any]], classes: list[str], out: Path) -> dict[str, Any]:
     from .plots import plot_confusion
 
-    metrics = {level: {key: fold_statistics([r[f"{level}_{key}"] for r in rows]) for key in CV_METRICS}
-               for level in ("recording", "clip")}
+    metrics = {level: {key: fold_statistics([r[f"{level}_{key}"] for r in rows], bounds=(0.0, None if key == "nll" else 1.0))
+                       for key in CV_METRICS} for level in ("recording", "clip")}
     rec = classification_metrics(np.concatenate(pooled["rec_true"]), np.concatenate(pooled["rec_proba"]), classes)
     clip = classification_metrics(np.concatenate(pooled["clip_true"]), np.concatenate(pooled["clip_proba"]), classes)
     cm = np.array(rec["confusion_matrix"])

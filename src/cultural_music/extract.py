@@ -69,9 +69,31 @@ def extract_features(
 ) -> ExtractResult:
     """Features for every recording, from the cache or computed (in ``workers`` processes).
 
-    Unreadable files are not fatal: each is listed in ``result.skipped`` with its reason.
-    With ``use_index``, unchanged files already in the cache's :class:`FileIndex` are neither
-    hashed nor decoded.
+    Parameters
+    ----------
+    recordings
+        Files to extract; those whose ``split`` is in ``augment_splits`` also get
+        ``cfg.augment.n_variants`` augmented variants.
+    cfg
+        Audio, feature and augmentation settings (they key the cache).
+    cache
+        Where features are looked up and stored.
+    workers
+        Processes for the files that are not cached (1: in this process).
+    progress
+        Show a progress bar (files/s and time left).
+    desc
+        Label of the progress bar.
+    backend
+        Name of the :func:`~cultural_music.jobs.run_jobs` backend (``"local"``).
+    use_index
+        Skip hashing files whose ``stat`` signature matches the cache's :class:`FileIndex`.
+
+    Returns
+    -------
+    ExtractResult
+        Entries in the order of ``recordings``; unreadable files are not fatal, each is listed
+        in ``skipped`` with its reason.
     """
     jobs = [ExtractJob(os.path.abspath(r.path), r.rel_path, r.split in augment_splits) for r in recordings]
     by_rel = {r.rel_path: r for r in recordings}
@@ -88,19 +110,23 @@ def extract_features(
     result.n_indexed = len(entries)
     path_of = {j.rel_path: j.path for j in pending}
     bar = _progress(len(jobs), len(entries), desc, progress and bool(pending))
-    for out in run_jobs(pending, cfg, cache.root, workers=workers, backend=backend):
-        if out.error is not None:
-            result.skipped.append(Skipped(str(by_rel[out.rel_path].path), out.error))
-        else:
-            entries[out.rel_path] = _to_entry(out)
-            result.n_decoded += int(out.decoded)
-            if index is not None and out.signature is not None:
-                index.put(path_of[out.rel_path], out.signature, out.sha, out.duration)
-        bar.update(1)
-        bar.set_postfix(decoded=result.n_decoded, refresh=False)
-    bar.close()
-    if index is not None:
-        index.save()
+    stream = run_jobs(pending, cfg, cache.root, workers=workers, backend=backend)
+    try:
+        for out in stream:
+            if out.error is not None:
+                result.skipped.append(Skipped(str(by_rel[out.rel_path].path), out.error))
+            else:
+                entries[out.rel_path] = _to_entry(out)
+                result.n_decoded += int(out.decoded)
+                if index is not None and out.signature is not None:
+                    index.put(path_of[out.rel_path], out.signature, out.sha, out.duration)
+            bar.update(1)
+            bar.set_postfix(decoded=result.n_decoded, refresh=False)
+    finally:  # stop the workers now on an error; an interrupted run still remembers what it hashed
+        getattr(stream, "close", lambda: None)()
+        bar.close()
+        if index is not None:
+            index.save()
     result.entries = {j.rel_path: entries[j.rel_path] for j in jobs if j.rel_path in entries}
     result.skipped.sort(key=lambda s: s.path)
     return result

@@ -77,35 +77,33 @@ def chunk_size(n_jobs: int, workers: int) -> int:
     return max(1, min(_MAX_CHUNK, n_jobs // (8 * max(1, workers))))
 
 
-def _features_of_file(path: str, cfg: Config, augment: Any | None, rng: np.random.Generator | None) -> np.ndarray:
-    """Clean (``augment is None``) or one augmented variant's features ``(n_clips, n_mels, frames)``."""
+def _feature_chunks(path: str, cfg: Config, augment: Any | None, rng: np.random.Generator | None) -> Iterator[np.ndarray]:
+    """Clean (``augment is None``) or one augmented variant's features, as chunks
+    ``(<= _BATCH, n_mels, frames)``: memory stays bounded whatever the file length."""
     sr = cfg.audio.sample_rate
-    out: list[np.ndarray] = []
     batch: list[np.ndarray] = []
     for _, clip in iter_clips(path, cfg.audio):
         batch.append(clip if augment is None else augment(clip, sr, rng))
         if len(batch) == _BATCH:
-            out.append(compute_features(np.stack(batch), cfg))
+            yield compute_features(np.stack(batch), cfg)
             batch = []
     if batch:
-        out.append(compute_features(np.stack(batch), cfg))
-    return np.concatenate(out)
+        yield compute_features(np.stack(batch), cfg)
 
 
-def _augmented(path: str, cfg: Config, sha: str) -> np.ndarray:
-    """``(n_variants, n_clips, n_mels, frames)``; variant ``v`` seeded by ``(seed, sha, v)``."""
+def _augmented_chunks(path: str, cfg: Config, sha: str) -> Iterator[np.ndarray]:
+    """Variants one after another (stored as ``(n_variants, n_clips, n_mels, frames)``);
+    variant ``v`` is seeded by ``(seed, sha, v)``."""
     from .augment.compose import from_config
 
     transform = from_config(cfg.augment)
-    variants = []
     for v in range(cfg.augment.n_variants):
         rng = np.random.default_rng([cfg.train.seed, int(sha[:12], 16), v])
-        variants.append(_features_of_file(path, cfg, transform, rng))
-    return np.stack(variants)
+        yield from _feature_chunks(path, cfg, transform, rng)
 
 
 def entry_for(job: ExtractJob, cfg: Config, cache: FeatureCache, sha: str, duration: float, *,
-           compute: bool, signature: FileSignature | None = None) -> JobResult | None:
+              compute: bool, signature: FileSignature | None = None) -> JobResult | None:
     """The job's entry from the cache, computing what is missing if ``compute`` (else ``None``)."""
     fkey, akey = _keys(cfg)
     mels = cfg.features.n_mels
@@ -115,9 +113,8 @@ def entry_for(job: ExtractJob, cfg: Config, cache: FeatureCache, sha: str, durat
     if clean is None:
         if not compute:
             return None
-        features = _features_of_file(job.path, cfg, None, None)
-        cache.store(clean_path, features)
-        clean, decoded = features.shape, True
+        clean = cache.store_chunks(clean_path, _feature_chunks(job.path, cfg, None, None))
+        decoded = True
     aug_path, n_var = None, 0
     if job.augment and cfg.augment.n_variants > 0:
         aug_path = cache.path(fkey, sha, akey)
@@ -125,17 +122,23 @@ def entry_for(job: ExtractJob, cfg: Config, cache: FeatureCache, sha: str, durat
         if aug is None or aug[:2] != (cfg.augment.n_variants, clean[0]):
             if not compute:
                 return None
-            variants = _augmented(job.path, cfg, sha)
-            cache.store(aug_path, variants)
-            aug, decoded = variants.shape, True
+            aug = cache.store_chunks(aug_path, _augmented_chunks(job.path, cfg, sha), lead=cfg.augment.n_variants)
+            decoded = True
         n_var = int(aug[0])
     return JobResult(job.rel_path, sha, int(clean[0]), float(duration), str(clean_path),
                      None if aug_path is None else str(aug_path), n_var, decoded, signature)
 
 
-@lru_cache(maxsize=16)
 def _keys(cfg: Config) -> tuple[str, str]:
-    """``(feature_key, augment_key)`` of a config, computed once (they hash JSON)."""
+    """``(feature_key, augment_key)`` of a config, computed once per config (they hash JSON)."""
+    try:
+        return _cached_keys(cfg)
+    except TypeError:  # a config with an unhashable field
+        return cfg.feature_key(), cfg.augment_key()
+
+
+@lru_cache(maxsize=16)
+def _cached_keys(cfg: Config) -> tuple[str, str]:
     return cfg.feature_key(), cfg.augment_key()
 
 
