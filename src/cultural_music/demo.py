@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .config import Config
 
 __all__ = ["run_demo"]
 
@@ -23,6 +22,7 @@ def run_demo(
     clip_seconds: float = 10.0,
     epochs: int = 40,
     patience: int = 10,
+    model: str = "seed-cnn",
     seed: int = 0,
     workers: int | None = None,
     cache_dir: str | Path | None = None,
@@ -35,8 +35,9 @@ def run_demo(
     every 4th twice as long), ``out_dir/queries/`` (fresh recordings to name) and
     ``out_dir/model/`` (model folder with metrics and plots).  The model uses ``clip_seconds``
     clips (10 s by default rather than the tool's 30 s, so this small set yields several
-    clips per recording and enough training steps at the reference learning rate).  Returns the
-    test metrics and the prediction lines.
+    clips per recording and enough training steps at the reference learning rate).  ``model``
+    is trained with its own default settings (see ``cultural-music models``).  Returns the test
+    metrics and the prediction lines.
     """
     from .demo_data import make_demo_dataset, make_demo_queries
     from .evaluate import evaluate_model
@@ -50,7 +51,11 @@ def run_demo(
     queries = make_demo_queries(out / "queries", seconds=seconds, seed=seed + 1000)
     log(f"{len(files)} files in {data}; {len(queries)} query files in {out / 'queries'}")
     log("== 2/4 training ==")
-    cfg = Config().replace(audio={"clip_seconds": clip_seconds}, train={"epochs": epochs, "seed": seed, "patience": patience})
+    from .models import default_config
+
+    cfg = default_config(model).replace(
+        audio={"clip_seconds": clip_seconds}, train={"epochs": epochs, "seed": seed, "patience": patience}
+    )
     run = run_training(data, out / "model", cfg, cache_dir=cache_dir or out / "cache", workers=workers, progress=progress, log=log)
     log("== 3/4 evaluating on the sealed test split ==")
     metrics = evaluate_model(run.model_dir, cache_dir=cache_dir or out / "cache", workers=workers, progress=progress, log=log)

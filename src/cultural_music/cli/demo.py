@@ -18,17 +18,19 @@ def register(cli: click.Group) -> None:
 @click.option("--clip-seconds", type=click.FloatRange(min=0.5), default=10.0, show_default=True, help="Clip length the model uses.")
 @click.option("--epochs", type=click.IntRange(min=1), default=40, show_default=True)
 @click.option("--patience", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--model", "model_name", default=None, help="Architecture (see 'cultural-music models') [default: train's default].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @workers_option
 @quiet_option
-def demo(out_dir: str, per_class: int, seconds: float, clip_seconds: float, epochs: int, patience: int, seed: int,
-         workers: int | None, quiet: bool) -> None:
+def demo(out_dir: str, per_class: int, seconds: float, clip_seconds: float, epochs: int, patience: int,
+         model_name: str | None, seed: int, workers: int | None, quiet: bool) -> None:
     """Synthesise a 5-class demo set, then train, evaluate and predict end to end."""
     from ..demo import run_demo
+    from .train import DEFAULT_MODEL
     from .evaluate import format_metrics
 
     result = run_demo(out_dir, per_class=per_class, seconds=seconds, clip_seconds=clip_seconds, epochs=epochs,
-                      patience=patience, seed=seed, workers=workers,
+                      patience=patience, model=model_name or DEFAULT_MODEL, seed=seed, workers=workers,
                       progress=not quiet, log=click.echo)
     click.echo(format_metrics(result["metrics"]))
     for line in result["predictions"]:
