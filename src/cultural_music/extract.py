@@ -85,7 +85,8 @@ def extract_features(
     desc
         Label of the progress bar.
     backend
-        Name of the :func:`~cultural_music.jobs.run_jobs` backend (``"local"``).
+        Name of the :func:`~cultural_music.jobs.run_jobs` backend: ``"local"`` (processes on
+        this machine) or ``"ray"`` (Ray tasks; needs ``cultural-music[cluster]``).
     use_index
         Skip hashing files whose ``stat`` signature matches the cache's :class:`FileIndex`.
 
@@ -95,6 +96,7 @@ def extract_features(
         Entries in the order of ``recordings``; unreadable files are not fatal, each is listed
         in ``skipped`` with its reason.
     """
+    _load_backend(backend)
     jobs = [ExtractJob(os.path.abspath(r.path), r.rel_path, r.split in augment_splits) for r in recordings]
     by_rel = {r.rel_path: r for r in recordings}
     index = FileIndex.load(cache.index_path) if use_index else None
@@ -130,6 +132,12 @@ def extract_features(
     result.entries = {j.rel_path: entries[j.rel_path] for j in jobs if j.rel_path in entries}
     result.skipped.sort(key=lambda s: s.path)
     return result
+
+
+def _load_backend(backend: str) -> None:
+    """Register an optional backend on first use (the Ray one is imported only when asked for)."""
+    if backend == "ray":
+        from .cluster import ray_features  # noqa: F401 - registers "ray" with run_jobs
 
 
 def _indexed(job: ExtractJob, cfg: Config, cache: FeatureCache, index: FileIndex) -> JobResult | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import cache_option, quiet_option, workers_option
+from .options import backend_options, cache_option, check_backend, quiet_option, workers_option
 
 
 def register(cli: click.Group) -> None:
@@ -18,17 +18,29 @@ def register(cli: click.Group) -> None:
 @click.option("--n-mels", type=click.IntRange(8, 512), default=128, show_default=True)
 @cache_option
 @workers_option
+@backend_options
 @quiet_option
 def features(data_dir: str, duration: float, sample_rate: int, n_mels: int, cache_dir: str | None, workers: int | None,
-             quiet: bool) -> None:
-    """Decode DATA_DIR/<Class>/<files> and cache their features, so that training decodes nothing."""
+             backend: str, address: str | None, quiet: bool) -> None:
+    """Decode DATA_DIR/<Class>/<files> and cache their features, so that training decodes nothing.
+
+    With --backend ray the files are done by Ray tasks (on the cluster given by --address, else
+    on a local Ray instance with --workers CPUs); DATA_DIR and the cache must then be at the
+    same path on every node (docs/cluster.md).
+    """
     from ..cache import FeatureCache, default_cache_dir
     from ..config import Config
     from ..extract import default_workers, fill_cache
 
+    check_backend(backend, address)
     cfg = Config().replace(audio={"sample_rate": sample_rate, "clip_seconds": duration}, features={"n_mels": n_mels})
     store = FeatureCache(cache_dir or default_cache_dir())
-    scan, result = fill_cache(data_dir, cfg, store, workers=workers or default_workers(), progress=not quiet)
+    workers = workers or default_workers()
+    if backend == "ray":
+        from ..cluster.session import connect
+
+        connect(address, num_cpus=workers)
+    scan, result = fill_cache(data_dir, cfg, store, workers=workers, backend=backend, progress=not quiet)
     for w in scan.warnings:
         click.echo(f"warning: {w}", err=True)
     n_ok = len(result.entries)

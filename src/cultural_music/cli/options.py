@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-__all__ = ["cache_option", "workers_option", "quiet_option"]
+__all__ = ["cache_option", "workers_option", "quiet_option", "backend_options", "check_backend"]
 
 
 def cache_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -26,3 +26,17 @@ def workers_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def quiet_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--quiet", "-q", is_flag=True, help="No progress bars.")(f)
+
+
+def backend_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--backend local|ray`` and ``--address`` (the Ray cluster to join; docs/cluster.md)."""
+    f = click.option("--address", default=None, metavar="ADDRESS",
+                     help="With --backend ray: the cluster to join ('auto' or HEAD:6379); default: a local Ray instance.")(f)
+    return click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                        help="Where the work runs: this machine, or Ray (pip install 'cultural-music[cluster]').")(f)
+
+
+def check_backend(backend: str, address: str | None) -> None:
+    """``--address`` only means something with ``--backend ray``."""
+    if address and backend != "ray":
+        raise click.UsageError("--address needs --backend ray")

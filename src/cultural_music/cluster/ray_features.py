@@ -1,0 +1,94 @@
+"""The ``"ray"`` backend of :func:`~cultural_music.jobs.run_jobs`: files extracted by Ray tasks.
+
+Each task runs :func:`~cultural_music.jobs.extract_one` on a chunk of files, exactly as a local
+worker process does, writing into the same :class:`~cultural_music.cache.FeatureCache` (so the
+cache folder must be at the same path on every node: a shared file system).  Unreadable files
+come back as results with ``error`` set, as locally.  A task whose worker dies (out of memory,
+a lost node) or that raises ``OSError`` (a flaky network file system) is retried by Ray up to
+``max_retries`` times; a chunk that still fails is split into one task per file, so only the
+file that kills its worker is reported (``error`` says so) and the others complete.
+
+Importing this module registers the backend; nothing else in the package imports it unless
+``backend == "ray"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from ..cache import FeatureCache
+from ..config import Config
+from ..jobs import ExtractJob, JobResult, chunk_size, extract_one, register_backend
+from .session import cluster_cpus, connect
+
+__all__ = ["ray_backend", "MAX_RETRIES"]
+
+MAX_RETRIES = 3  #: Ray retries of a task whose worker died or that raised OSError
+_IN_FLIGHT_PER_CPU = 4  # tasks submitted ahead per cluster CPU (backpressure, quick cancel)
+
+
+def extract_chunk(jobs: list[ExtractJob], cfg_dict: dict, cache_root: str) -> list[JobResult]:
+    """What one Ray task does: :func:`extract_one` for each job, in order."""
+    cfg = Config.from_dict(cfg_dict)
+    cache = FeatureCache(cache_root)
+    return [extract_one(job, cfg, cache) for job in jobs]
+
+
+def ray_backend(jobs: Sequence[ExtractJob], cfg: Config, cache_root: str, workers: int, *,
+                max_retries: int = MAX_RETRIES, task: Callable[..., list[JobResult]] = extract_chunk) -> Iterator[JobResult]:
+    """Results of ``jobs`` computed by Ray tasks, yielded as tasks finish.
+
+    Parameters
+    ----------
+    workers
+        CPUs of the local Ray instance started when this process has not joined Ray yet
+        (a joined cluster uses all of its CPUs).
+    max_retries
+        Ray retries per task; a chunk that still fails is retried file by file.
+    task
+        The function a task runs (``extract_chunk``; tests pass one that crashes).
+    """
+    ray = connect(None, num_cpus=workers)
+    if not jobs:
+        return
+    from ray.exceptions import RayError
+
+    remote = ray.remote(task).options(num_cpus=1, max_retries=max_retries, retry_exceptions=[OSError])
+    cfg_ref = ray.put(cfg.to_dict())
+    cpus = cluster_cpus()
+    size = chunk_size(len(jobs), cpus)
+    todo = [list(jobs[i:i + size]) for i in range(0, len(jobs), size)]
+    todo.reverse()  # popped from the end: submitted in order
+    running: dict[Any, list[ExtractJob]] = {}
+    limit = _IN_FLIGHT_PER_CPU * cpus
+    try:
+        while todo or running:
+            while todo and len(running) < limit:
+                chunk = todo.pop()
+                running[remote.remote(chunk, cfg_ref, cache_root)] = chunk
+            done, _ = ray.wait(list(running), num_returns=1)
+            for ref in done:
+                chunk = running.pop(ref)
+                try:
+                    results = ray.get(ref)
+                except RayError as err:
+                    if len(chunk) > 1:  # find the file that fails: one task each
+                        todo.extend([job] for job in reversed(chunk))
+                        continue
+                    results = [JobResult(chunk[0].rel_path, error=_failure(err, max_retries))]
+                yield from results
+    finally:  # an error or interrupt downstream: stop what is still queued
+        for ref in running:
+            ray.cancel(ref)
+
+
+def _failure(err: BaseException, max_retries: int) -> str:
+    """The skip reason of a file whose task failed ``max_retries + 1`` times."""
+    cause = getattr(err, "cause", None) or err
+    text = str(cause).strip().splitlines()
+    detail = text[-1] if text else type(cause).__name__
+    return f"the Ray task failed {max_retries + 1} time(s) on this file ({type(cause).__name__}: {detail[:200]})"
+
+
+register_backend("ray", ray_backend)
