@@ -8,6 +8,9 @@ backbone (models with a ``param_groups(lr, backbone_scale)`` method).
 Deterministic on CPU for a given seed: data order, sampling, mixup and dropout are seeded per
 epoch and the learning rate is a function of the step, so a run resumed from its epoch
 checkpoint ends exactly where an uninterrupted one does.
+
+Data-parallel training (several processes, gradients averaged) passes a context as ``dist``
+(:class:`cultural_music.cluster.ddp.DistContext`); without it nothing distributed is touched.
 """
 
 from __future__ import annotations
@@ -153,6 +156,7 @@ def train_model(
     resume: bool = False,
     class_weights: torch.Tensor | None = None,
     log: Callable[[str], Any] = print,
+    dist: Any | None = None,
 ) -> TrainResult:
     """Fit ``model`` with the recipe of ``cfg`` and early stopping on validation loss.
 
@@ -166,6 +170,11 @@ def train_model(
         Per-class loss weights ``(n_classes,)``; default: balanced ones from the training clips
         when ``cfg.class_weighting == "balanced"``, else none.  The validation loss uses the
         same weights (without label smoothing or mixup).
+    dist
+        Data-parallel context (:class:`cultural_music.cluster.ddp.DistContext`): the model
+        is wrapped in ``DistributedDataParallel``, this rank trains on its shard with
+        ``batch_size // world_size`` clips per step, metrics and the early-stopping decision
+        are shared by all ranks, and only rank 0 logs and writes the checkpoint.
 
     Returns
     -------
@@ -180,7 +189,16 @@ def train_model(
         class_weights = balanced_class_weights(train_ds.labels, _n_classes(model, val_ds))
     loss_fn = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=cfg.label_smoothing)
     val_loss_fn = nn.CrossEntropyLoss(weight=class_weights)
-    step = _Step(cfg, loss_fn, opt, len(_loader(train_ds, cfg.batch_size, shuffle=True, seed=0)))
+    net = model if dist is None else dist.wrap(model)  # forward + backward through net
+    if dist is not None and not dist.is_writer:
+        log = _silent
+
+    def train_loader(epoch: int) -> DataLoader:
+        if dist is not None:
+            return dist.train_loader(train_ds, cfg, epoch)
+        return _loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch, balanced=cfg.balanced_sampling)
+
+    step = _Step(cfg, loss_fn, opt, len(train_loader(0)))
     result = TrainResult()
     start_epoch, bad_epochs = 1, 0
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
@@ -192,10 +210,14 @@ def train_model(
         torch.manual_seed(cfg.seed * 100003 + epoch)
         train_ds.set_epoch(epoch)
         t0 = time.perf_counter()
-        train_loader = _loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch, balanced=cfg.balanced_sampling)
-        tr_loss, tr_acc, n = _epoch_pass(model, train_loader, loss_fn, opt, step, epoch)
+        tr_loss, tr_acc, n = _epoch_pass(net, train_loader(epoch), loss_fn, opt, step, epoch)
         seconds = time.perf_counter() - t0
+        if dist is not None:
+            tr_loss, tr_acc, n = dist.merge_train(tr_loss, tr_acc, n)
+            dist.sync_state(model)
         va_loss, va_acc, _ = _epoch_pass(model, val_loader, val_loss_fn, None)
+        if dist is not None:
+            va_loss, va_acc = dist.from_rank0(va_loss, va_acc)
         result.history.append(
             {"epoch": epoch, "train_loss": tr_loss, "train_accuracy": tr_acc, "val_loss": va_loss,
              "val_accuracy": va_acc, "seconds": seconds, "clips_per_s": n / max(seconds, 1e-9),
@@ -209,7 +231,7 @@ def train_model(
             bad_epochs += 1
         log(f"epoch {epoch:3d}/{cfg.epochs}  loss {tr_loss:.4f} acc {tr_acc:.3f}  "
             f"val_loss {va_loss:.4f} val_acc {va_acc:.3f}  {n / max(seconds, 1e-9):.1f} clips/s" + ("  *" if improved else ""))
-        if ckpt_path is not None:
+        if ckpt_path is not None and (dist is None or dist.is_writer):
             _save_checkpoint(ckpt_path, model, opt, result, epoch, bad_epochs)
         if bad_epochs >= cfg.patience:
             result.stopped_early = True
@@ -217,6 +239,10 @@ def train_model(
             break
     model.load_state_dict(result.best_state)
     return result
+
+
+def _silent(line: str) -> None:
+    pass
 
 
 def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, result: TrainResult, epoch: int, bad_epochs: int) -> None:
