@@ -51,20 +51,22 @@ def prepare_dataset(
     assign_split: Callable[[list[Recording]], list[Recording]] | None = None,
     progress: bool = True,
     log: Callable[[str], Any] = print,
+    backend: str = "local",
 ) -> tuple[DatasetScan, list[Recording], ExtractResult]:
     """Scan, extract clean features, drop unusable files, split by group, add augmented variants.
 
     ``assign_split`` maps the usable recordings to recordings with ``split`` set (default:
     :func:`split_recordings` with the config's fractions and seed; cross-validation passes
-    its fold assignment).  Returns the scan (with every skipped file), the split recordings
-    and the features.
+    its fold assignment); ``backend`` runs the extraction (``"local"`` or ``"ray"``).  Returns
+    the scan (with every skipped file), the split recordings and the features.
     """
     scan = scan_folder(data_dir)
     if groups_csv is not None:
         scan = read_groups_csv(groups_csv, scan)
     for w in scan.warnings:
         log(f"warning: {w}")
-    clean = extract_features(scan.recordings, cfg, cache, augment_splits=(), workers=workers, progress=progress, desc="decode + features")
+    clean = extract_features(scan.recordings, cfg, cache, augment_splits=(), workers=workers, progress=progress,
+                             desc="decode + features", backend=backend)
     scan.skipped.extend(clean.skipped)
     usable = [r for r in scan.recordings if r.rel_path in clean.entries]
     _check_duplicates(usable, clean, log)
@@ -79,7 +81,7 @@ def prepare_dataset(
         recordings = assign_split(usable)
     train_recs = [r for r in recordings if r.split == "train"]
     if cfg.augment.n_variants > 0:
-        aug = extract_features(train_recs, cfg, cache, workers=workers, progress=progress, desc="augmented variants")
+        aug = extract_features(train_recs, cfg, cache, workers=workers, progress=progress, desc="augmented variants", backend=backend)
         scan.skipped.extend(aug.skipped)
         clean.entries.update(aug.entries)
         clean.n_decoded += aug.n_decoded
@@ -148,18 +150,31 @@ def run_training(
     assign_split: Callable[[list[Recording]], list[Recording]] | None = None,
     progress: bool = True,
     log: Callable[[str], Any] = print,
+    backend: str = "local",
+    address: str | None = None,
 ) -> TrainingRun:
     """Train a model on a folder-per-class data set and write the model folder.
 
     Writes ``model.safetensors``, ``model.json``, ``history.json``, ``split.csv`` and the
     training-curve plots into ``out_dir``; ``checkpoint.pt`` is kept there during training.
+
+    ``backend="ray"`` (docs/cluster.md) extracts features with Ray tasks and trains data-parallel
+    on ``workers`` Ray actors (default: one per node of the cluster at ``address``; without
+    ``address``, a local Ray instance with ``workers`` CPUs, default all cores); data, cache and
+    ``out_dir`` must then be at the same path on every node.
     """
     out = ensure_dir(out_dir)
     cache = FeatureCache(cache_dir or default_cache_dir())
+    if backend == "ray":  # default workers: one per node of a cluster, else this machine's cores
+        from .cluster.session import cluster_nodes, connect
+
+        connect(address, num_cpus=workers or default_workers())
+        workers = workers or (cluster_nodes() if address else default_workers())
     workers = default_workers() if workers is None else max(1, workers)
     torch.set_num_threads(default_workers())
     scan, recordings, extracted = prepare_dataset(
-        data_dir, cfg, cache, groups_csv=groups_csv, workers=workers, assign_split=assign_split, progress=progress, log=log
+        data_dir, cfg, cache, groups_csv=groups_csv, workers=workers, assign_split=assign_split, progress=progress, log=log,
+        backend=backend,
     )
     if scan.skipped:
         log(f"skipped {len(scan.skipped)} file(s):\n" + format_skipped(scan.skipped))
@@ -171,7 +186,13 @@ def run_training(
     log(f"training '{cfg.train.model}' on {len(train_ds)} clips, validating on {len(val_ds)} clips")
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.train.model, n_classes=len(classes), n_mels=cfg.features.n_mels)
-    result = train_model(model, train_ds, val_ds, cfg.train, checkpoint_dir=out, resume=resume, log=log)
+    if backend == "ray":
+        from .cluster.ray_train import train_on_ray
+
+        log(f"data-parallel training on {workers} Ray worker(s)")
+        result = train_on_ray(model, train_ds, val_ds, cfg.train, workers=workers, checkpoint_dir=out, resume=resume, log=log)
+    else:
+        result = train_model(model, train_ds, val_ds, cfg.train, checkpoint_dir=out, resume=resume, log=log)
     atomic_write_json(out / "history.json", result.history)
     data_summary = _data_summary(scan, recordings, extracted)
     post = fit_on_validation(model, val_ds)

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .options import cache_option, quiet_option, workers_option
+from .options import backend_options, cache_option, check_backend, quiet_option, workers_option
 
 __all__ = ["register", "DEFAULT_MODEL", "build_config"]
 
@@ -102,15 +102,22 @@ def register(cli: click.Group) -> None:
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/checkpoint.pt.")
 @cache_option
 @workers_option
+@backend_options
 @quiet_option
 def train(data_dir: str, out_dir: str, model_name: str, groups_csv: str | None, resume: bool, cache_dir: str | None,
-          workers: int | None, quiet: bool, **options: Any) -> None:
-    """Train a classifier on DATA_DIR/<Class>/<files> and write a model folder."""
+          workers: int | None, backend: str, address: str | None, quiet: bool, **options: Any) -> None:
+    """Train a classifier on DATA_DIR/<Class>/<files> and write a model folder.
+
+    With --backend ray, features are extracted by Ray tasks and the model is trained
+    data-parallel on --workers Ray workers (torch DDP; each worker gets batch-size / workers
+    clips per step, so the global batch is unchanged); see docs/cluster.md.
+    """
     from ..pipeline import run_training
 
+    check_backend(backend, address)
     cfg = build_config(model_name, options)
     run = run_training(data_dir, out_dir, cfg, groups_csv=groups_csv, cache_dir=cache_dir, workers=workers,
-                       resume=resume, progress=not quiet, log=click.echo)
+                       resume=resume, progress=not quiet, log=click.echo, backend=backend, address=address)
     best = run.history[run.best_epoch - 1]
     click.echo(f"best epoch {run.best_epoch}: val_loss {best['val_loss']:.4f}, val_accuracy {best['val_accuracy']:.3f}")
     click.echo(f"model saved to {run.model_dir} (evaluate it: cultural-music evaluate {run.model_dir})")
