@@ -57,7 +57,7 @@ def test_musicnn_kind_matches_the_port_input() -> None:
     clips = np.stack([tone(440, 1.0, 16000, rng=np.random.default_rng(0)), tone(3000, 1.0, 16000)])
     got = compute_features(clips, _cfg("musicnn"))
     assert got.shape == (2, 96, 1 + 16000 // 256) and got.dtype == np.float32
-    np.testing.assert_allclose(got[1], musicnn_logmel(clips[1]).T, atol=1e-6)
+    np.testing.assert_allclose(got[1], musicnn_logmel(clips[1]).T, rtol=1e-5, atol=1e-5)  # fast mel vs librosa
     np.testing.assert_array_equal(got, musicnn_log_mel(clips))
     assert feature_shape(16000, _cfg("musicnn").features) == (96, 63)
 

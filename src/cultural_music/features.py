@@ -1,7 +1,8 @@
 """Model input features: one entry point, :func:`compute_features`, dispatching on
 ``FeatureConfig.kind``.
 
-- ``"logmel"``: ``librosa.feature.melspectrogram`` (power), then dB relative to the clip's
+- ``"logmel"``: the mel power spectrogram (librosa's ``melspectrogram`` defaults, computed by
+  :mod:`.melspec`), then dB relative to the clip's
   loudest bin, clipped at ``-top_db`` and mapped linearly to 0..1.
 - ``"musicnn"``: musicnn's input, ``log10(10000 * mel + 1)`` (16 kHz, 512/256, 96 mels).
 - ``"musicnn-embedding:<backbone>"``: the frozen pretrained backbone's embedding of every 3 s
@@ -10,11 +11,11 @@
 
 from __future__ import annotations
 
-import librosa
 import numpy as np
 
 from .config import LOGMEL, MUSICNN, MUSICNN_N_MELS, MUSICNN_SAMPLE_RATE, Config, FeatureConfig
 from .errors import ParameterError
+from .melspec import mel_power
 
 __all__ = ["compute_features", "log_mel", "musicnn_log_mel", "feature_shape"]
 
@@ -67,7 +68,7 @@ def musicnn_log_mel(clips: np.ndarray) -> np.ndarray:
         ``log10(10000 * mel_power + 1)`` of ``melspectrogram(n_fft=512, hop_length=256, n_mels=96)``.
     """
     y = np.asarray(clips, dtype=np.float32)
-    mel = librosa.feature.melspectrogram(y=y, sr=MUSICNN_SAMPLE_RATE, n_fft=512, hop_length=256, n_mels=MUSICNN_N_MELS)
+    mel = mel_power(y, sample_rate=MUSICNN_SAMPLE_RATE, n_fft=512, hop_length=256, n_mels=MUSICNN_N_MELS)
     return np.log10(10000.0 * mel + 1.0).astype(np.float32)
 
 
@@ -89,16 +90,8 @@ def log_mel(clips: np.ndarray, *, sample_rate: int, cfg: FeatureConfig) -> np.nd
         float32 ``(n_mels, frames)`` or ``(n, n_mels, frames)`` in 0..1; a silent clip gives 0s.
     """
     y = np.asarray(clips, dtype=np.float32)
-    power = librosa.feature.melspectrogram(
-        y=y,
-        sr=sample_rate,
-        n_fft=cfg.n_fft,
-        hop_length=cfg.hop_length,
-        n_mels=cfg.n_mels,
-        fmin=cfg.fmin,
-        fmax=cfg.fmax,
-        power=2.0,
-    )
+    power = mel_power(y, sample_rate=sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels,
+                      fmin=cfg.fmin, fmax=cfg.fmax)
     peak = power.max(axis=(-2, -1), keepdims=True)
     safe_peak = np.maximum(peak, _SILENCE)
     db = 10.0 * np.log10(np.maximum(power, _SILENCE) / safe_peak)

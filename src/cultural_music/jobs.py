@@ -37,9 +37,10 @@ __all__ = ["ExtractJob", "JobResult", "extract_one", "entry_for", "run_jobs", "r
 _BATCH = 8  # clips per feature call: bounds memory for long files
 _MIN_PARALLEL = 4  # fewer files than this are done in this process
 _MAX_CHUNK = 16  # files per worker task, at most
-# Imported once by the forkserver, so forked workers start with them loaded.
-_PRELOAD = ("cultural_music.jobs", "scipy.signal", "librosa.core.spectrum", "librosa.filters",
-            "librosa.feature.spectral", "librosa.core.audio")
+# Imported once by the forkserver, so forked workers start with them loaded; librosa (about 1 s)
+# only when training files need waveform augmentation (features themselves do not use it).
+_PRELOAD = ("cultural_music.jobs", "cultural_music.melspec")
+_PRELOAD_AUGMENT = ("librosa.effects", "librosa.core.spectrum", "librosa.filters")
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,10 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(cfg_dict: dict, cache_root: str) -> None:
+    """One BLAS/OpenMP thread per worker: the pool already uses every core."""
+    from threadpoolctl import threadpool_limits
+
+    _WORKER["threads"] = threadpool_limits(1)
     _WORKER["cfg"] = Config.from_dict(cfg_dict)
     _WORKER["cache"] = FeatureCache(cache_root)
 
@@ -179,12 +184,13 @@ def _extract_batch(jobs: list[ExtractJob]) -> list[JobResult]:
     return [extract_one(job, _WORKER["cfg"], _WORKER["cache"]) for job in jobs]
 
 
-def _mp_context() -> BaseContext:
+def _mp_context(augment: bool = False) -> BaseContext:
     """``forkserver`` (workers forked from a clean server that preloaded the audio libraries; safe
-    after torch has started threads, unlike ``fork``), else ``spawn``."""
+    after torch has started threads, unlike ``fork``), else ``spawn``.  The preload list counts
+    only when this process starts its server (its first pool)."""
     if "forkserver" in get_all_start_methods():
         ctx = get_context("forkserver")
-        ctx.set_forkserver_preload(list(_PRELOAD))
+        ctx.set_forkserver_preload(list(_PRELOAD + (_PRELOAD_AUGMENT if augment else ())))
         return ctx
     return get_context("spawn")  # pragma: no cover - Windows
 
@@ -198,7 +204,7 @@ def local_backend(jobs: Sequence[ExtractJob], cfg: Config, cache_root: str, work
         return
     size = chunk_size(len(jobs), workers)
     batches = [list(jobs[i:i + size]) for i in range(0, len(jobs), size)]
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=_mp_context(),
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=_mp_context(any(j.augment for j in jobs)),
                                initializer=_init_worker, initargs=(cfg.to_dict(), cache_root))
     try:
         futures = [pool.submit(_extract_batch, batch) for batch in batches]
