@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -100,11 +101,12 @@ def _model(kind: str) -> nn.Module:
 CFG = TrainConfig(epochs=4, batch_size=8, learning_rate=1e-2, patience=2, seed=3)
 
 
-def _fit(kind: str, root: Path, *, dist=None, ckpt: Path | None = None):  # noqa: ANN001, ANN202
+def _fit(kind: str, root: Path, *, dist=None, ckpt: Path | None = None, cfg: TrainConfig = CFG,  # noqa: ANN001, ANN202
+         resume: bool = False):
     train = _clips(root / "tr", [0, 1, 2] * 8, seed=0)  # 24 clips: 3 steps of 8 (2 x 4 per rank)
     val = _clips(root / "va", [0, 1, 2] * 2, seed=1)
     model = _model(kind)
-    res = train_model(model, train, val, CFG, checkpoint_dir=ckpt, log=lambda s: None, dist=dist)
+    res = train_model(model, train, val, cfg, checkpoint_dir=ckpt, resume=resume, log=lambda s: None, dist=dist)
     return model, res
 
 
@@ -118,6 +120,18 @@ def _rank(rank: int, world: int, port: int, root: str, out: str) -> None:
             ckpt.mkdir(parents=True, exist_ok=True)
             model, res = _fit(kind, Path(root) / kind, dist=ctx, ckpt=ckpt)
             report[kind] = {"digest": state_digest(model), "history": res.history, "best_epoch": res.best_epoch}
+        # early stopping (nothing improves after epoch 1): every rank must stop at the same epoch
+        _, res = _fit("batchnorm", Path(root) / "stop", dist=ctx, cfg=replace(CFG, learning_rate=1e-12, epochs=10))
+        report["stopped"] = [len(res.history), res.stopped_early]
+        # resume: 2 epochs, then on to 4 from rank 0's checkpoint == 4 epochs at once
+        long = replace(CFG, patience=10)
+        shared = Path(out) / "ckpt-resume"
+        shared.mkdir(exist_ok=True)
+        _fit("batchnorm", Path(root) / "res", dist=ctx, ckpt=shared, cfg=replace(long, epochs=2))
+        torch.distributed.barrier()  # rank 0 has written the checkpoint
+        resumed, _ = _fit("batchnorm", Path(root) / "res", dist=ctx, ckpt=shared, cfg=long, resume=True)
+        straight, _ = _fit("batchnorm", Path(root) / "res", dist=ctx, cfg=long)
+        report["resume"] = [state_digest(resumed), state_digest(straight)]
         Path(out, f"rank{rank}.json").write_text(json.dumps(report))
     finally:
         shutdown()
@@ -135,6 +149,9 @@ def test_two_rank_ddp_matches_single_process_and_stays_in_sync(tmp_path: Path) -
     mp.start_processes(_rank, args=(2, _free_port(), str(tmp_path / "data"), str(tmp_path)), nprocs=2, join=True,
                        start_method="spawn")
     reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert reports[0]["stopped"] == reports[1]["stopped"] == [3, True]  # epoch 1, then patience 2
+    for rep in reports:
+        assert rep["resume"][0] == rep["resume"][1] == reports[0]["resume"][0]
     for kind in ("linear", "batchnorm"):
         assert reports[0][kind]["digest"] == reports[1][kind]["digest"], f"{kind}: ranks hold different weights"
         assert reports[0][kind]["history"][-1]["val_loss"] == reports[1][kind]["history"][-1]["val_loss"]
