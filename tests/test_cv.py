@@ -15,6 +15,7 @@ from cultural_music.cv import fold_statistics
 from cultural_music.dataset import Recording
 from cultural_music.errors import DatasetError, ParameterError
 from cultural_music.folds import folds_from_column, group_kfold, leave_one_group_out, validation_split
+from cultural_music.models import default_config
 
 from conftest import make_tone_dataset
 
@@ -125,7 +126,7 @@ def test_cv_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
                               for p in sorted(data.rglob("*.wav"))]
     groups.write_text("\n".join(lines) + "\n")
     out = tmp_path / "cv"
-    code = main(["cv", str(data), "--folds", "3", "--groups", str(groups), "--out", str(out), "--duration", "1",
+    code = main(["cv", str(data), "--model", "seed-cnn", "--folds", "3", "--groups", str(groups), "--out", str(out), "--duration", "1",
                  "--sample-rate", "8000", "--n-mels", "32", "--epochs", "2", "--batch-size", "8", "--augment-variants", "0",
                  "--seed", "1", "--cache-dir", str(tmp_path / "cache"), "--workers", "1", "--json"])
     assert code == 0
@@ -155,6 +156,10 @@ def test_cv_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert set.union(*test_groups) == set(group_of.values()) and sum(map(len, test_groups)) == 9
     assert (out / "confusion_matrix.png").stat().st_size > 5000
     assert json.loads((out / "cv_summary.json").read_text())["scheme"].startswith("stratified group 3-fold")
+    fold_cfg = json.loads((out / "fold_1" / "model.json").read_text())["config"]
+    seed_defaults = default_config("seed-cnn")  # options not given keep the model's own settings, as in 'train'
+    assert fold_cfg["train"]["learning_rate"] == seed_defaults.train.learning_rate
+    assert fold_cfg["train"]["epochs"] == 2 and fold_cfg["audio"]["sample_rate"] == 8000
 
 
 def test_cv_command_rejects_fold_column_without_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
 from .options import cache_option, quiet_option, workers_option
+from .train import build_config, model_options
 
 
 def register(cli: click.Group) -> None:
@@ -39,41 +41,25 @@ def format_cv(s: dict) -> str:
 @click.option("--groups", "groups_csv", type=click.Path(exists=True, dir_okay=False), default=None, help="CSV 'path,group': files of one group stay in one fold.")
 @click.option("--fold-column", default=None, help="Take predefined folds from this column of the --groups CSV (e.g. 'fold').")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="cv", show_default=True, help="Results folder (one model folder per fold inside).")
-@click.option("--duration", type=click.FloatRange(min=0.05), default=30.0, show_default=True, help="Clip length in seconds.")
-@click.option("--sample-rate", type=click.IntRange(1000, 384000), default=22050, show_default=True, help="Sample rate in Hz.")
-@click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--model", "model_name", default="seed-cnn", show_default=True, help="Architecture (see 'cultural-music models').")
-@click.option("--patience", type=click.IntRange(min=1), default=6, show_default=True, help="Early-stopping patience in epochs.")
-@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True)
-@click.option("--augment-variants", type=click.IntRange(0, 64), default=2, show_default=True, help="Augmented copies per training clip (cached).")
-@click.option("--n-mels", type=click.IntRange(8, 512), default=128, show_default=True)
+@model_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout (logs go to stderr).")
 @cache_option
 @workers_option
 @quiet_option
-def cv(data_dir: str, folds: int, logo: bool, groups_csv: str | None, fold_column: str | None, out_dir: str, duration: float,
-       sample_rate: int, epochs: int, batch_size: int, seed: int, model_name: str, patience: int, learning_rate: float,
-       augment_variants: int, n_mels: int, as_json: bool, cache_dir: str | None, workers: int | None, quiet: bool) -> None:
-    """Cross-validate on DATA_DIR/<Class>/<files>, grouped so no recording (or group) is on two sides."""
-    from ..config import Config
-    from ..cv import run_cv
-    from ..models import available_models
+def cv(data_dir: str, folds: int, logo: bool, groups_csv: str | None, fold_column: str | None, out_dir: str, model_name: str,
+       as_json: bool, cache_dir: str | None, workers: int | None, quiet: bool, **options: Any) -> None:
+    """Cross-validate on DATA_DIR/<Class>/<files>, grouped so no recording (or group) is on two sides.
 
-    if model_name not in available_models():
-        raise click.BadParameter(f"unknown model {model_name!r}; choose from {', '.join(available_models())}", param_hint="--model")
+    Every fold trains the model exactly as 'train' would (the model's settings, overridden by
+    the options given), so the figures describe what 'train' delivers.
+    """
+    from ..cv import run_cv
+
     if folds == 1:
         raise click.BadParameter("must be 0 (one fold per group) or at least 2", param_hint="--folds")
     if fold_column is not None and groups_csv is None:
         raise click.BadParameter("needs --groups CSV (the file holding the column)", param_hint="--fold-column")
-    cfg = Config().replace(
-        audio={"sample_rate": sample_rate, "clip_seconds": duration},
-        features={"n_mels": n_mels},
-        augment={"n_variants": augment_variants},
-        train={"model": model_name, "epochs": epochs, "batch_size": batch_size, "seed": seed, "patience": patience,
-               "learning_rate": learning_rate},
-    )
+    cfg = build_config(model_name, options)
     log = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     summary = run_cv(data_dir, cfg, folds=0 if logo else folds, groups_csv=groups_csv, fold_column=fold_column, out_dir=out_dir,
                      cache_dir=cache_dir, workers=workers, progress=not (quiet or as_json), log=log)

@@ -6,13 +6,14 @@ recipe: see ``cultural-music models``); an option given on the command line over
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from .options import backend_options, cache_option, check_backend, quiet_option, workers_option
 
-__all__ = ["register", "DEFAULT_MODEL", "build_config"]
+__all__ = ["register", "DEFAULT_MODEL", "build_config", "model_options"]
 
 #: the model ``train`` uses without ``--model`` (chosen by cross-validation: docs/models.md)
 DEFAULT_MODEL = "musicnn"
@@ -71,6 +72,37 @@ def build_config(model_name: str, options: dict[str, Any]) -> Any:
     return cfg
 
 
+def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that choose a model and override its default settings (``train``, ``cv``);
+    they arrive as ``model_name`` and the :data:`_FIELDS` names (``None`` = the model's default)."""
+    for option in reversed(_MODEL_OPTIONS):
+        command = option(command)
+    return command
+
+
+_MODEL_OPTIONS = [
+    click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True, help="Architecture (see 'cultural-music models')."),
+    click.option("--backbone", type=click.Choice(["MSD_musicnn", "MTT_musicnn"]), default=None, help="Pretrained network of --model musicnn [default: MSD_musicnn]."),
+    click.option("--duration", type=click.FloatRange(min=0.05), default=None, help="Clip length in seconds [default: 30]."),
+    click.option("--sample-rate", type=click.IntRange(1000, 384000), default=None, help="Sample rate in Hz [default: the model's: 22050, musicnn 16000]."),
+    click.option("--epochs", type=click.IntRange(min=1), default=None, help="Most epochs [default: the model's]."),
+    click.option("--batch-size", type=click.IntRange(min=1), default=None, help="[default: the model's]"),
+    click.option("--seed", type=int, default=None, help="[default: 42]"),
+    click.option("--patience", type=click.IntRange(min=1), default=None, help="Early-stopping patience in epochs [default: the model's]."),
+    click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate [default: the model's]."),
+    click.option("--weight-decay", type=click.FloatRange(0, 1), default=None, help="AdamW weight decay; 0 = Adam [default: the model's]."),
+    click.option("--lr-schedule", type=click.Choice(["none", "cosine", "onecycle"]), default=None, help="[default: the model's]"),
+    click.option("--mixup", type=click.FloatRange(0, 100), default=None, help="Mixup alpha; 0 = off [default: the model's]."),
+    click.option("--label-smoothing", type=click.FloatRange(0, 0.99), default=None, help="[default: 0]"),
+    click.option("--class-weights", type=click.Choice(["none", "balanced"]), default=None, help="Loss weights for unbalanced classes [default: the model's]."),
+    click.option("--balanced-sampling/--no-balanced-sampling", default=None, help="Draw every class equally often [default: off]."),
+    click.option("--backbone-lr-scale", type=click.FloatRange(0, 1), default=None, help="Learning-rate factor of a fine-tuned backbone [default: 0.1]."),
+    click.option("--augment-variants", type=click.IntRange(0, 64), default=None, help="Augmented copies per training clip (cached) [default: 2]."),
+    click.option("--spec-mask-p", type=click.FloatRange(0, 1), default=None, help="SpecAugment masking probability [default: the model's]."),
+    click.option("--n-mels", type=click.IntRange(8, 512), default=None, help="Mel bands of log-mel models [default: 128]."),
+]
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(train)
     cli.add_command(models)
@@ -79,26 +111,8 @@ def register(cli: click.Group) -> None:
 @click.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="model", show_default=True, help="Model folder to write.")
-@click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True, help="Architecture (see 'cultural-music models').")
-@click.option("--backbone", type=click.Choice(["MSD_musicnn", "MTT_musicnn"]), default=None, help="Pretrained network of --model musicnn [default: MSD_musicnn].")
-@click.option("--duration", type=click.FloatRange(min=0.05), default=None, help="Clip length in seconds [default: 30].")
-@click.option("--sample-rate", type=click.IntRange(1000, 384000), default=None, help="Sample rate in Hz [default: the model's: 22050, musicnn 16000].")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Most epochs [default: the model's].")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="[default: the model's]")
-@click.option("--seed", type=int, default=None, help="[default: 42]")
+@model_options
 @click.option("--groups", "groups_csv", type=click.Path(exists=True, dir_okay=False), default=None, help="CSV 'path,group': files of one group stay on one side of the split.")
-@click.option("--patience", type=click.IntRange(min=1), default=None, help="Early-stopping patience in epochs [default: the model's].")
-@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate [default: the model's].")
-@click.option("--weight-decay", type=click.FloatRange(0, 1), default=None, help="AdamW weight decay; 0 = Adam [default: the model's].")
-@click.option("--lr-schedule", type=click.Choice(["none", "cosine", "onecycle"]), default=None, help="[default: the model's]")
-@click.option("--mixup", type=click.FloatRange(0, 100), default=None, help="Mixup alpha; 0 = off [default: the model's].")
-@click.option("--label-smoothing", type=click.FloatRange(0, 0.99), default=None, help="[default: 0]")
-@click.option("--class-weights", type=click.Choice(["none", "balanced"]), default=None, help="Loss weights for unbalanced classes [default: the model's].")
-@click.option("--balanced-sampling/--no-balanced-sampling", default=None, help="Draw every class equally often [default: off].")
-@click.option("--backbone-lr-scale", type=click.FloatRange(0, 1), default=None, help="Learning-rate factor of a fine-tuned backbone [default: 0.1].")
-@click.option("--augment-variants", type=click.IntRange(0, 64), default=None, help="Augmented copies per training clip (cached) [default: 2].")
-@click.option("--spec-mask-p", type=click.FloatRange(0, 1), default=None, help="SpecAugment masking probability [default: the model's].")
-@click.option("--n-mels", type=click.IntRange(8, 512), default=None, help="Mel bands of log-mel models [default: 128].")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/checkpoint.pt.")
 @cache_option
 @workers_option
