@@ -208,6 +208,18 @@ def test_ray_extraction_equals_local(ray_session, tmp_path: Path) -> None:  # no
         assert np.array_equal(np.load(b.aug_path), np.load(a.aug_path))  # seeded augmentation too
 
 
+def test_features_command_reports_the_same_on_ray(ray_session, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001
+    data = make_tone_dataset(tmp_path / "d", per_class=2)
+    (data / "low" / "corrupt.mp3").write_bytes(b"ID3 not really")
+    args = ["features", str(data), "--duration", "1", "--sample-rate", "8000", "--n-mels", "32", "--workers", "2", "-q"]
+    outs = []
+    for backend in ("local", "ray"):
+        assert main([*args, "--backend", backend, "--cache-dir", str(tmp_path / backend)]) == 0
+        outs.append(capsys.readouterr().out.replace(str(tmp_path / backend), "CACHE"))
+    assert "6 file(s) with features: 6 decoded" in outs[0] and "corrupt.mp3: " in outs[0]
+    assert outs[1] == outs[0]
+
+
 def test_ray_task_failure_skips_only_that_file(ray_session, tmp_path: Path) -> None:  # noqa: ANN001
     from cultural_music.cluster.ray_features import ray_backend
     from cultural_music.jobs import ExtractJob
