@@ -131,8 +131,11 @@ def train_on_ray(model: nn.Module, train_ds: ClipDataset, val_ds: ClipDataset, c
         runs = [a.run.remote(rank, workers, host, port, job) for rank, a in enumerate(actors)]
         outs = _wait(ray, runs, actors[0], log)
     except RayError as err:
+        cause = getattr(err, "cause", None)
+        if isinstance(cause, CulturalMusicError):  # a rank's own clear error (e.g. a corrupt cache entry): as locally
+            raise cause from err
         hint = f"; rerun with --resume to continue from {checkpoint_dir}" if checkpoint_dir else ""
-        raise CulturalMusicError(f"distributed training failed ({type(err).__name__}: {_first_line(err)}){hint}") from err
+        raise CulturalMusicError(f"distributed training failed ({type(err).__name__}: {_last_line(err)}){hint}") from err
     finally:
         for a in actors:
             ray.kill(a)
@@ -155,6 +158,7 @@ def _wait(ray: Any, runs: list[Any], rank0: Any, log: Callable[[str], Any]) -> l
     return ray.get(runs)
 
 
-def _first_line(err: BaseException) -> str:
+def _last_line(err: BaseException) -> str:
+    """The last non-empty line of an error's text (Ray's carry the remote traceback first)."""
     lines = [s for s in str(err).strip().splitlines() if s.strip()]
     return lines[-1][:300] if lines else ""
