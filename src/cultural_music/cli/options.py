@@ -33,7 +33,8 @@ def backend_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--address", default=None, metavar="ADDRESS",
                      help="With --backend ray: the cluster to join ('auto' or HEAD:6379); default: a local Ray instance.")(f)
     return click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                        help="Where the work runs: this machine, or Ray (pip install 'cultural-music[cluster]').")(f)
+                        help="Where the work runs: this machine, or Ray (pip install 'cultural-music[cluster]'); "
+                             "for train, --workers then counts training workers.")(f)
 
 
 def check_backend(backend: str, address: str | None) -> None:
