@@ -172,7 +172,10 @@ def test_two_rank_ddp_matches_single_process_and_stays_in_sync(tmp_path: Path) -
 
 @pytest.fixture(scope="module")
 def ray_session():  # noqa: ANN201
-    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'cultural-music[cluster]')")
+    try:
+        import ray
+    except ImportError as err:  # not installed, or installed but broken
+        pytest.skip(f"Ray cannot be imported ({err}); pip install 'cultural-music[cluster]'")
     started = not ray.is_initialized()
     if started:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
