@@ -126,6 +126,7 @@ def _epoch_pass(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, opt: t
     rng = np.random.default_rng([step.cfg.seed, epoch, 17]) if step is not None else None
     with torch.set_grad_enabled(opt is not None):
         for i, (x, y) in enumerate(loader):
+            x = x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
             if opt is not None and step is not None and rng is not None:
                 step.set_lr((epoch - 1) * step.steps_per_epoch + i)
                 mixed = mixup_batch(x, y, alpha=step.cfg.mixup_alpha, rng=rng)
@@ -184,6 +185,7 @@ def train_model(
     """
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise CulturalMusicError("training needs at least one training clip and one validation clip")
+    model.to(memory_format=torch.channels_last)  # faster CPU conv/pool kernels (bench/train.py); same maths
     opt = make_optimizer(model, cfg)
     if class_weights is None and cfg.class_weighting == "balanced":
         class_weights = balanced_class_weights(train_ds.labels, _n_classes(model, val_ds))
