@@ -93,3 +93,29 @@ def test_non_ascii_and_spaces(tmp_path: Path) -> None:
     scan = scan_folder(tmp_path)
     assert scan.classes == ["tamang selo", "Ñewari"]
     assert np.all([r.path.exists() for r in scan.recordings])
+
+
+def test_split_with_groups_spanning_classes_keeps_each_group_on_one_side(tmp_path: Path) -> None:
+    """Speakers (groups) each say every class: whole speakers go to test / val / train."""
+    from cultural_music.dataset import Recording
+
+    recs = [Recording(path=tmp_path / f"{c}/{s}_{i}.wav", rel_path=f"{c}/{s}_{i}.wav", label=c, group=s)
+            for c in ("zero", "one", "two") for s in ("ann", "bob", "cem", "dan", "eve", "fay") for i in range(3)]
+    out = split_recordings(recs, val_fraction=0.15, test_fraction=0.15, seed=1)
+    side_of: dict[str, set[str]] = {}
+    for r in out:
+        side_of.setdefault(r.group, set()).add(r.split)
+    assert all(len(s) == 1 for s in side_of.values())
+    sides = sorted(next(iter(s)) for s in side_of.values())
+    assert sides == ["test", "train", "train", "train", "train", "val"]
+    assert {(r.label, r.split) for r in out} == {(c, s) for c in ("zero", "one", "two") for s in ("train", "val", "test")}
+    assert [r.split for r in split_recordings(recs, seed=1)] == [r.split for r in out]
+
+
+def test_split_with_too_few_shared_groups_names_the_problem(tmp_path: Path) -> None:
+    from cultural_music.dataset import Recording
+
+    recs = [Recording(path=tmp_path / f"{c}{s}.wav", rel_path=f"{c}{s}.wav", label=c, group=s)
+            for c in ("a", "b") for s in ("p", "q")]
+    with pytest.raises(DatasetError, match="only 2; at least 3 groups"):
+        split_recordings(recs)

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import os
+import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -220,27 +221,31 @@ def split_recordings(
 ) -> list[Recording]:
     """Stratified, seeded train / val / test split by group (no group on two sides).
 
-    Each group is labelled by its most common class; within each class, groups are shuffled
-    with the seed and ``round(fraction * n_groups)`` (at least 1) go to test and to validation.
-    Every class needs at least 3 groups so that each side sees it.
+    When every group holds one class (a recording, a song): within each class, groups are
+    shuffled with the seed and ``round(fraction * n_groups)`` (at least 1) go to test and to
+    validation; every class needs at least 3 groups so that each side sees it.  When groups span
+    classes (a performer or speaker heard in several kinds), whole groups are held out with
+    stratified group k-fold (:func:`holdout_groups`): about ``test_fraction`` of the data for
+    test, then about ``val_fraction`` for validation, and every class must still reach all
+    three sides.
 
     Raises
     ------
     DatasetError
-        If a class has fewer than 3 groups (the message says how many it has and needs).
+        If a class has fewer than 3 groups, or (shared groups) misses a side; the message says
+        which class and why.
     """
     group_labels: dict[str, Counter[str]] = defaultdict(Counter)
     for rec in recordings:
         group_labels[rec.group][rec.label] += 1
+    if any(len(counts) > 1 for counts in group_labels.values()):
+        return _split_shared_groups(recordings, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     by_class: dict[str, list[str]] = defaultdict(list)
     for group, counts in group_labels.items():
         by_class[max(sorted(counts), key=lambda c: counts[c])].append(group)
     too_few = {c: len(g) for c, g in by_class.items() if len(g) < 3}
-    classes = sorted({r.label for r in recordings})
-    missing = [c for c in classes if c not in by_class]
-    if too_few or missing:
+    if too_few:
         parts = [f"'{c}' has {n} recording group(s)" for c, n in sorted(too_few.items())]
-        parts += [f"'{c}' has no group of its own (all its files share groups with other classes)" for c in missing]
         raise DatasetError(
             "cannot split without leakage: " + "; ".join(parts) + ". Each class needs at least 3 "
             "separate recordings (or groups) so that train, validation and test each get one."
@@ -259,6 +264,49 @@ def split_recordings(
             side = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
             assignment[groups[idx]] = side
     return [replace(r, split=assignment[r.group]) for r in recordings]
+
+
+def holdout_groups(recordings: list[Recording], fraction: float, seed: int) -> set[str]:
+    """About ``fraction`` of the recordings, as whole groups: the first fold of a shuffled
+    stratified group k-fold (scikit-learn ``StratifiedGroupKFold``, ``k = round(1 / fraction)``,
+    at most one fold per group), so the held-out part has roughly the class mix of the whole."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    groups = [r.group for r in recordings]
+    y = [r.label for r in recordings]
+    n_groups = len(set(groups))
+    if n_groups < 2:
+        raise DatasetError(f"cannot hold out part of {n_groups} group(s) without leakage: at least 2 groups are needed")
+    largest_class = max(Counter(y).values())  # scikit-learn's limit on n_splits
+    n_splits = max(2, min(int(round(1.0 / fraction)), n_groups, largest_class))
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # "least populated class has only n members": still split by group
+        warnings.simplefilter("ignore", UserWarning)
+        _, held = next(splitter.split(np.zeros(len(y)), y, groups))
+    return {groups[int(i)] for i in held}
+
+
+def _split_shared_groups(recordings: list[Recording], *, val_fraction: float, test_fraction: float,
+                         seed: int) -> list[Recording]:
+    """:func:`split_recordings` for groups that span classes (e.g. one speaker, every digit)."""
+    n_groups = len({r.group for r in recordings})
+    if n_groups < 3:
+        raise DatasetError(f"cannot split without leakage: the groups span classes and there are only {n_groups}; at "
+                           "least 3 groups are needed so that train, validation and test each get whole groups")
+    test = holdout_groups(recordings, test_fraction, seed)
+    rest = [r for r in recordings if r.group not in test]
+    val = holdout_groups(rest, val_fraction / max(1.0 - test_fraction, 1e-9), seed + 1)
+    out = [replace(r, split="test" if r.group in test else "val" if r.group in val else "train") for r in recordings]
+    sides: dict[str, set[str]] = defaultdict(set)
+    for r in out:
+        sides[r.label].add(r.split)
+    lacking = {c: sorted(set(SPLITS) - s) for c, s in sorted(sides.items()) if set(SPLITS) - s}
+    if lacking:
+        parts = [f"'{c}' has no files on the {'/'.join(m)} side" for c, m in lacking.items()]
+        raise DatasetError(
+            "cannot split without leakage: " + "; ".join(parts) + f" (groups span classes; {n_groups} groups). Each class needs files in at least 3 groups so that train, validation and test each get one."
+        )
+    return out
 
 
 def write_split_csv(path: str | Path, recordings: list[Recording]) -> None:

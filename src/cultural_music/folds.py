@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .dataset import Recording
+from .dataset import Recording, holdout_groups
 from .errors import DatasetError, ParameterError
 
 __all__ = ["group_kfold", "leave_one_group_out", "folds_from_column", "validation_split"]
@@ -112,19 +112,11 @@ def validation_split(rest: list[Recording], *, val_fraction: float, seed: int) -
     class whose groups all landed in validation gets one of them back in training, so every
     class is learnt.
     """
-    from sklearn.model_selection import StratifiedGroupKFold
-
     n_groups = len({r.group for r in rest})
     if n_groups < 2:
         raise DatasetError(f"a fold leaves {n_groups} group(s) for training + validation; at least 2 are needed")
     y = [r.label for r in rest]
-    largest_class = max(y.count(c) for c in set(y))  # scikit-learn's limit on n_splits
-    n_splits = max(2, min(int(round(1.0 / val_fraction)), n_groups, largest_class))
-    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():  # "least populated class has only n members": still split by group
-        warnings.simplefilter("ignore", UserWarning)
-        _, val_idx = next(splitter.split(np.zeros(len(y)), y, [r.group for r in rest]))
-    val_groups = {rest[int(i)].group for i in val_idx}
+    val_groups = holdout_groups(rest, val_fraction, seed)
     for label in sorted(set(y)):
         groups = sorted({r.group for r in rest if r.label == label})
         if all(g in val_groups for g in groups) and len(val_groups) > 1:
