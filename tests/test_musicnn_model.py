@@ -25,8 +25,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
     root = tmp_path_factory.mktemp("musicnn")
     data = make_tone_dataset(root / "data", per_class=6, seconds=1.0, sr=16000)
-    cfg = default_config("musicnn").replace(audio={"clip_seconds": 1.0}, augment={"n_variants": 0},
-                                            train={"epochs": 30, "patience": 30, "batch_size": 4, "seed": 0})
+    cfg = default_config("musicnn").replace(audio={"clip_seconds": 1.0}, train={"seed": 0})
     run_training(data, root / "model", cfg, cache_dir=root / "cache", workers=1, progress=False, log=lambda s: None)
     return data, root / "model"
 
@@ -55,9 +54,10 @@ def test_musicnn_head_learns_tones_and_predicts_after_reload(trained: tuple[Path
 
 
 def test_cli_config_uses_model_defaults_unless_given() -> None:
-    cfg = build_config("musicnn", {"duration": 5.0, "epochs": None, "backbone": "MTT_musicnn", "mixup": 0.3})
+    cfg = build_config("musicnn", {"duration": 5.0, "epochs": None, "backbone": "MTT_musicnn", "class_weights": "none"})
     assert cfg.features.kind == "musicnn-embedding:MTT_musicnn" and cfg.audio.sample_rate == 16000
-    assert cfg.audio.clip_seconds == 5.0 and cfg.train.mixup_alpha == 0.3
+    assert cfg.audio.clip_seconds == 5.0 and cfg.train.class_weighting == "none" and cfg.train.optimizer == "lbfgs"
+    assert build_config("res-cnn", {"mixup": 0.3}).train.mixup_alpha == 0.3
     assert cfg.train.epochs == default_config("musicnn").train.epochs
     ref = build_config("seed-cnn", {"sample_rate": 8000, "n_mels": 32})
     assert (ref.train.learning_rate, ref.train.lr_schedule, ref.train.mixup_alpha) == (1e-4, "none", 0.0)

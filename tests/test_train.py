@@ -118,3 +118,32 @@ def test_bad_recipe_values() -> None:
                 {"label_smoothing": 1.0}):
         with pytest.raises(ParameterError):
             TrainConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_lbfgs_fits_a_regularised_linear_head_regardless_of_seed(tmp_path: Path) -> None:
+    from cultural_music.lbfgs import l2_penalty
+
+    labels = [0, 1, 2] * 6
+    train = _dataset(tmp_path / "tr", labels, shape=(16, 2))
+    val = _dataset(tmp_path / "va", [0, 1, 2], seed=1, shape=(16, 2))
+
+    def fit(seed: int, wd: float) -> nn.Module:
+        torch.manual_seed(seed)
+        m = build_model("musicnn", n_classes=3, n_mels=1506)
+        m.head = type(m.head)(n_classes=3, dim=16)  # the same head on 16-dim toy "embeddings"
+        cfg = TrainConfig(optimizer="lbfgs", learning_rate=1.0, weight_decay=wd, batch_size=64, epochs=8, patience=8, seed=seed)
+        train_model(m, train, val, cfg, log=lambda s: None)
+        return m
+
+    a, b = fit(0, 1e-2), fit(5, 1e-2)
+    wa, wb = a.head.net[-1].weight.detach(), b.head.net[-1].weight.detach()
+    torch.testing.assert_close(wa, wb, atol=2e-3, rtol=0)  # convex problem: same optimum from any start
+    strong_model = fit(0, 1.0)
+    strong = strong_model.head.net[-1].weight.detach()
+    assert float(l2_penalty(strong_model, 1.0).detach()) == pytest.approx(float((strong**2).sum()), rel=1e-5)
+    assert float((strong**2).sum()) < 0.2 * float((wa**2).sum())  # a stronger penalty shrinks the weights
+    a.eval()
+    with torch.no_grad():
+        assert (a(torch.stack([val[i][0] for i in range(3)])).argmax(1) == torch.tensor([0, 1, 2])).all()
+    with pytest.raises(ParameterError, match="mixup_alpha"):
+        TrainConfig(optimizer="lbfgs", mixup_alpha=0.2)

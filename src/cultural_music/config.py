@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import ParameterError, check_in_range, check_positive
 
-__all__ = ["AudioConfig", "FeatureConfig", "AugmentConfig", "TrainConfig", "Config", "n_patches", "LR_SCHEDULES", "CLASS_WEIGHTINGS"]
+__all__ = ["AudioConfig", "FeatureConfig", "AugmentConfig", "TrainConfig", "Config", "n_patches", "LR_SCHEDULES", "CLASS_WEIGHTINGS", "OPTIMIZERS"]
 
 
 @dataclass(frozen=True)
@@ -183,6 +183,7 @@ class AugmentConfig:
 
 
 LR_SCHEDULES = ("none", "cosine", "onecycle")
+OPTIMIZERS = ("adam", "lbfgs")
 CLASS_WEIGHTINGS = ("none", "balanced")
 
 
@@ -195,8 +196,13 @@ class TrainConfig:
 
     Attributes
     ----------
+    optimizer
+        ``"adam"`` (Adam, or AdamW when ``weight_decay > 0``; mini-batches) or ``"lbfgs"``
+        (full-batch L-BFGS, one step of 20 iterations per epoch; for small models such as a
+        linear head on embeddings: deterministic, no mixup, dropout should be 0).
     weight_decay
-        Decoupled weight decay (AdamW) per step, relative to the learning rate; 0 = plain Adam.
+        Adam: decoupled weight decay (AdamW) per step, relative to the learning rate; 0 = plain
+        Adam.  L-BFGS: L2 penalty ``weight_decay * sum(w ** 2)`` on the weight matrices.
     lr_schedule
         ``"none"`` (constant), ``"cosine"`` (linear warm-up over ``warmup_epochs``, then cosine
         decay to 0 at ``epochs``) or ``"onecycle"`` (warm-up over the first 30 %, then cosine decay).
@@ -224,6 +230,7 @@ class TrainConfig:
     seed: int = 42
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    optimizer: str = "adam"
     weight_decay: float = 0.0
     lr_schedule: str = "none"
     warmup_epochs: float = 1.0
@@ -245,11 +252,14 @@ class TrainConfig:
         check_in_range("mixup_alpha", "TrainConfig", self.mixup_alpha, 0.0, 100.0)
         check_in_range("label_smoothing", "TrainConfig", self.label_smoothing, 0.0, 0.99)
         check_in_range("backbone_lr_scale", "TrainConfig", self.backbone_lr_scale, 0.0, 1.0)
-        for name, allowed in (("lr_schedule", LR_SCHEDULES), ("class_weighting", CLASS_WEIGHTINGS)):
+        for name, allowed in (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES), ("class_weighting", CLASS_WEIGHTINGS)):
             if getattr(self, name) not in allowed:
                 raise ParameterError(
                     f"The '{name}' parameter of TrainConfig must be one of {list(allowed)}. Got {getattr(self, name)!r} instead."
                 )
+        if self.optimizer == "lbfgs" and self.mixup_alpha > 0:
+            raise ParameterError("The 'mixup_alpha' parameter of TrainConfig must be 0 with optimizer 'lbfgs' (a full-batch "
+                                 f"fit needs a fixed objective). Got {self.mixup_alpha!r} instead.")
         if not isinstance(self.balanced_sampling, bool):
             raise ParameterError(
                 f"The 'balanced_sampling' parameter of TrainConfig must be a bool. Got {self.balanced_sampling!r} instead."

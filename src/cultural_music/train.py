@@ -1,6 +1,7 @@
 """The training loop: Adam(W), early stopping on validation loss, best weights restored.
 
-Recipe ingredients, each switched by a :class:`TrainConfig` field: weight decay (AdamW),
+Recipe ingredients, each switched by a :class:`TrainConfig` field: the optimiser (Adam/AdamW,
+or full-batch L-BFGS with an L2 penalty for small heads, :mod:`.lbfgs`), weight decay,
 learning-rate schedule (:mod:`.schedule`), mixup (:mod:`.mixup`), label smoothing, class-balanced
 loss weights or sampling (:mod:`.sampling`), and a lower learning rate for a pretrained
 backbone (models with a ``param_groups(lr, backbone_scale)`` method).
@@ -31,6 +32,7 @@ from .atomic import atomic_path
 from .config import TrainConfig
 from .data import ClipDataset
 from .errors import CulturalMusicError
+from .lbfgs import lbfgs_epoch
 from .mixup import mixup_batch
 from .sampling import balanced_class_weights, balanced_sampler
 from .schedule import lr_factor
@@ -63,7 +65,8 @@ def _loader(ds: ClipDataset, batch_size: int, *, shuffle: bool, seed: int, balan
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam (``weight_decay == 0``) or AdamW over the trainable parameters.
+    """Adam (``weight_decay == 0``) or AdamW over the trainable parameters; or full-batch
+    L-BFGS (``cfg.optimizer == "lbfgs"``: 20 iterations per epoch, strong-Wolfe line search).
 
     A model with ``param_groups(lr, backbone_scale)`` (a pretrained backbone being fine-tuned)
     gives its own groups; each group's base learning rate is kept as ``"base_lr"``.
@@ -75,6 +78,11 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     groups = [g for g in groups if g["params"]]
     for g in groups:
         g["base_lr"] = g["lr"]
+    if cfg.optimizer == "lbfgs":
+        params = [p for g in groups for p in g["params"]]
+        opt = torch.optim.LBFGS(params, lr=cfg.learning_rate, max_iter=20, history_size=20, line_search_fn="strong_wolfe")
+        opt.param_groups[0]["base_lr"] = cfg.learning_rate
+        return opt
     if cfg.weight_decay > 0:
         return torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     return torch.optim.Adam(groups, lr=cfg.learning_rate)
@@ -200,7 +208,7 @@ def train_model(
             return dist.train_loader(train_ds, cfg, epoch)
         return _loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch, balanced=cfg.balanced_sampling)
 
-    step = _Step(cfg, loss_fn, opt, len(train_loader(0)))
+    step = _Step(cfg, loss_fn, opt, 1 if cfg.optimizer == "lbfgs" else len(train_loader(0)))
     result = TrainResult()
     start_epoch, bad_epochs = 1, 0
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
@@ -212,7 +220,12 @@ def train_model(
         torch.manual_seed(cfg.seed * 100003 + epoch)
         train_ds.set_epoch(epoch)
         t0 = time.perf_counter()
-        tr_loss, tr_acc, n = _epoch_pass(net, train_loader(epoch), loss_fn, opt, step, epoch)
+        if cfg.optimizer == "lbfgs":  # full batch, fixed order: a deterministic objective
+            step.set_lr(epoch - 1)
+            full = _loader(train_ds, cfg.batch_size, shuffle=False, seed=0)
+            tr_loss, tr_acc, n = lbfgs_epoch(net, full, loss_fn, opt, cfg.weight_decay)  # type: ignore[arg-type]
+        else:
+            tr_loss, tr_acc, n = _epoch_pass(net, train_loader(epoch), loss_fn, opt, step, epoch)
         seconds = time.perf_counter() - t0
         if dist is not None:
             tr_loss, tr_acc, n = dist.merge_train(tr_loss, tr_acc, n)
