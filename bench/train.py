@@ -1,4 +1,7 @@
-"""Training speed of the default model (``seed-cnn``) on 30 s log-mel clips (128 x 1292).
+"""Training speed of the reference model (``seed-cnn``) on 30 s log-mel clips (128 x 1292).
+
+(The default model, ``musicnn``, fits a linear head on cached embeddings in seconds: its
+per-epoch figures are in each model folder's ``history.json``.)
 
 1. One training step (forward, loss, backward, Adam) on random batches: torch threads, batch
    size and ``channels_last`` varied one at a time from the baseline (threads = cores, batch 16,
