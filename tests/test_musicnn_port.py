@@ -1,7 +1,7 @@
 """The musicnn port: TF checkpoint reader, input pipeline and parity with the original TF graph.
 
 Parity tests need the weights (`pip install --no-deps musicnn==0.1.0`) and the reference file
-/work/shared/data/reference/musicnn_reference.npz; they are skipped, saying why, without them.
+../shared/data/reference/musicnn_reference.npz (next to the checkout); they are skipped, saying why, without them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,11 @@ from cultural_music.backbones import musicnn as mn
 from cultural_music.backbones.tf_bundle import _CRC_TABLE, crc32c, read_tf_checkpoint
 from cultural_music.errors import ModelLoadError, ParameterError
 
-REFERENCE = Path("/work/shared/data/reference/musicnn_reference.npz")
+from conftest import SHARED
+
+# ../shared next to the checkout (CI, development), else the development machine's copy
+REFERENCE = next((p for p in (SHARED / "reference" / "musicnn_reference.npz", Path("/work/shared/data/reference/musicnn_reference.npz"))
+                  if p.exists()), SHARED / "reference" / "musicnn_reference.npz")
 HAVE_MUSICNN = importlib.util.find_spec("musicnn") is not None
 needs_weights = pytest.mark.skipif(
     not HAVE_MUSICNN,
