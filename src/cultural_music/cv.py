@@ -23,9 +23,9 @@ import numpy as np
 from .atomic import atomic_write_json, atomic_write_text, ensure_dir
 from .cache import FeatureCache, default_cache_dir
 from .config import Config
-from .dataset import Recording, read_groups_csv, scan_folder
+from .dataset import Recording
 from .errors import DatasetError
-from .extract import default_workers, extract_features
+from .extract import default_workers
 from .folds import folds_from_column, group_kfold, leave_one_group_out, validation_split
 from .metrics import classification_metrics
 
@@ -53,25 +53,6 @@ def fold_statistics(values: list[float], *, bounds: tuple[float | None, float | 
     low = low if bounds[0] is None else max(low, bounds[0])
     high = high if bounds[1] is None else min(high, bounds[1])
     return {"mean": mean, "std": std, "ci95": [low, high], "n": n, "values": v.tolist()}
-
-
-def _usable_recordings(data_dir: str | Path, cfg: Config, cache: FeatureCache, groups_csv: str | Path | None,
-                       workers: int, progress: bool, log: Callable[[str], Any]) -> tuple[Path, list[Recording], list[Any]]:
-    """Scan, apply groups, decode once (cached) and keep the usable files; identical audio shares a group."""
-    scan = scan_folder(data_dir)
-    if groups_csv is not None:
-        scan = read_groups_csv(groups_csv, scan)
-    for w in scan.warnings:
-        log(f"warning: {w}")
-    clean = extract_features(scan.recordings, cfg, cache, augment_splits=(), workers=workers, progress=progress, desc="decode + features")
-    skipped = scan.skipped + clean.skipped
-    usable = [r for r in scan.recordings if r.rel_path in clean.entries]
-    first_group: dict[str, str] = {}
-    merged = []
-    for r in usable:  # same rule as training: duplicates are kept on one side
-        g = first_group.setdefault(clean.entries[r.rel_path].sha, r.group)
-        merged.append(r if g == r.group else Recording(r.path, r.rel_path, r.label, g, r.split))
-    return scan.root, merged, skipped
 
 
 def _assigner(fold_of: dict[str, int], k: int, val_fraction: float, seed: int) -> Callable[[list[Recording]], list[Recording]]:
@@ -133,13 +114,14 @@ def run_cv(
         ``scheme``, ``n_folds``, ``classes``, ``seconds``, ``files``.
     """
     from .evaluate import prediction_rows, predictions_csv_text, run_evaluation
-    from .pipeline import run_training
+    from .pipeline import run_training, usable_recordings
 
     t_start = time.perf_counter()
     out = ensure_dir(out_dir)
     cache = FeatureCache(cache_dir or default_cache_dir())
     workers = default_workers() if workers is None else max(1, workers)
-    root, recordings, skipped = _usable_recordings(data_dir, cfg, cache, groups_csv, workers, progress, log)
+    scan, recordings, _ = usable_recordings(data_dir, cfg, cache, groups_csv=groups_csv, workers=workers, progress=progress, log=log)
+    root, skipped = scan.root, scan.skipped
     if fold_column is not None:
         if groups_csv is None:
             raise DatasetError(f"--fold-column {fold_column} needs the CSV holding it (--groups CSV)")

@@ -26,7 +26,7 @@ from .extract import ExtractResult, default_workers, extract_features
 from .models import build_model
 from .train import train_model
 
-__all__ = ["TrainingRun", "run_training", "prepare_dataset", "summary_table"]
+__all__ = ["TrainingRun", "run_training", "prepare_dataset", "usable_recordings", "summary_table"]
 
 
 @dataclass
@@ -41,24 +41,23 @@ class TrainingRun:
     best_epoch: int
 
 
-def prepare_dataset(
+def usable_recordings(
     data_dir: str | Path,
     cfg: Config,
     cache: FeatureCache,
     *,
     groups_csv: str | Path | None = None,
     workers: int = 1,
-    assign_split: Callable[[list[Recording]], list[Recording]] | None = None,
     progress: bool = True,
     log: Callable[[str], Any] = print,
     backend: str = "local",
 ) -> tuple[DatasetScan, list[Recording], ExtractResult]:
-    """Scan, extract clean features, drop unusable files, split by group, add augmented variants.
+    """Scan (with the optional group CSV), extract clean features (cached) and keep the files
+    that decoded; identical audio under several paths is put in one group.
 
-    ``assign_split`` maps the usable recordings to recordings with ``split`` set (default:
-    :func:`split_recordings` with the config's fractions and seed; cross-validation passes
-    its fold assignment); ``backend`` runs the extraction (``"local"`` or ``"ray"``).  Returns
-    the scan (with every skipped file), the split recordings and the features.
+    Returns the scan (``skipped`` also lists files that failed to decode), the usable
+    recordings (``split`` not set) and the features.  Raises :class:`DatasetError` when a class
+    has no usable file or fewer than 2 classes remain.
     """
     scan = scan_folder(data_dir)
     if groups_csv is not None:
@@ -75,6 +74,30 @@ def prepare_dataset(
         raise DatasetError(f"class(es) with no usable file: {', '.join(empty)} (see the skipped files above)")
     if len({r.label for r in usable}) < 2:
         raise DatasetError("fewer than 2 classes have usable files")
+    return scan, usable, clean
+
+
+def prepare_dataset(
+    data_dir: str | Path,
+    cfg: Config,
+    cache: FeatureCache,
+    *,
+    groups_csv: str | Path | None = None,
+    workers: int = 1,
+    assign_split: Callable[[list[Recording]], list[Recording]] | None = None,
+    progress: bool = True,
+    log: Callable[[str], Any] = print,
+    backend: str = "local",
+) -> tuple[DatasetScan, list[Recording], ExtractResult]:
+    """:func:`usable_recordings`, then split by group and add augmented variants.
+
+    ``assign_split`` maps the usable recordings to recordings with ``split`` set (default:
+    :func:`split_recordings` with the config's fractions and seed; cross-validation passes
+    its fold assignment); ``backend`` runs the extraction (``"local"`` or ``"ray"``).  Returns
+    the scan (with every skipped file), the split recordings and the features.
+    """
+    scan, usable, clean = usable_recordings(data_dir, cfg, cache, groups_csv=groups_csv, workers=workers,
+                                            progress=progress, log=log, backend=backend)
     if assign_split is None:
         recordings = split_recordings(usable, val_fraction=cfg.train.val_fraction, test_fraction=cfg.train.test_fraction, seed=cfg.train.seed)
     else:
