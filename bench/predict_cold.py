@@ -39,9 +39,9 @@ with torch.inference_mode():
 """
 FLOOR_ONNX = """
 import sys, numpy as np, onnxruntime as ort
-from cultural_music.predict import read_model_json
+from cultural_music.artifact import read_meta
 from cultural_music.config import Config
-cfg = Config.from_dict(read_model_json(sys.argv[1])["config"])
+cfg = Config.from_dict(read_meta(sys.argv[1])["config"])
 s = ort.InferenceSession(sys.argv[1] + "/model.onnx", providers=["CPUExecutionProvider"])
 s.run(None, {"features": np.zeros((1, 1, cfg.features.n_mels, cfg.features.n_frames(cfg.audio.clip_samples)), np.float32)})
 """

@@ -22,12 +22,12 @@ from typing import Any
 
 from .atomic import atomic_write_text
 from .errors import AudioLoadError, CulturalMusicError, OutputError, ParameterError
+from .dataset import AUDIO_EXTENSIONS
 from .predict import Prediction, WindowClassifier
 
 __all__ = ["AUDIO_EXTENSIONS", "CSV_FIELDS", "BatchSummary", "ResultsFile", "expand_inputs", "prediction_row",
            "error_row", "run_batch"]
 
-AUDIO_EXTENSIONS = (".wav", ".mp3", ".flac", ".ogg")
 CSV_FIELDS = ("path", "status", "label", "confidence", "uncertain", "top1", "top1_p", "top2", "top2_p", "top3", "top3_p",
               "duration", "n_clips", "reason")
 

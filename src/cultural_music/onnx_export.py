@@ -24,6 +24,7 @@ from . import __version__
 from .artifact import load_artifact
 from .atomic import atomic_path
 from .errors import CulturalMusicError, OutputError
+from .metrics import softmax
 from .predict_onnx import ONNX_FILE
 
 __all__ = ["ONNX_FILE", "export_onnx", "exportable"]
@@ -111,7 +112,6 @@ def export_onnx(model_dir: str | Path, *, opset: int = DEFAULT_OPSET, check: boo
     import onnx
 
     from .features import compute_features
-    from .metrics import softmax
 
     art = load_artifact(model_dir)
     cfg = art.config
@@ -137,14 +137,14 @@ def export_onnx(model_dir: str | Path, *, opset: int = DEFAULT_OPSET, check: boo
             onnx.save(proto, str(tmp))
         except OSError as err:
             raise OutputError(f"{target}: cannot write ({err.strerror or err})") from err
-        diff = _parity(art.model, tmp, rows, frames, softmax) if check else None
+        diff = _parity(art.model, tmp, rows, frames) if check else None
         if diff is not None and diff > PARITY_TOLERANCE:
             raise CulturalMusicError(f"{target}: ONNX probabilities differ from PyTorch by {diff:.2g} "
                                      f"(> {PARITY_TOLERANCE}); file not written")
     return {"path": str(target), "frames": frames, "max_abs_diff": diff}
 
 
-def _parity(model: nn.Module, onnx_path: Path, rows: int, frames: int, softmax: Any) -> float:
+def _parity(model: nn.Module, onnx_path: Path, rows: int, frames: int) -> float:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])

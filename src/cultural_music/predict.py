@@ -32,12 +32,11 @@ from .prefetch import prefetch
 from .timeline import Segment, aggregate_probabilities, build_timeline
 from .uncertainty import UNCERTAIN, check_threshold, is_uncertain
 
-from .artifact import read_meta as read_model_json
 
 if TYPE_CHECKING:
     from .artifact import Artifact
 
-__all__ = ["Prediction", "Segment", "WindowClassifier", "Classifier", "load_classifier", "read_model_json",
+__all__ = ["Prediction", "Segment", "WindowClassifier", "Classifier", "load_classifier",
            "predict_cultural_music_type", "format_prediction", "format_timeline", "DEFAULT_MODEL_DIR"]
 
 DEFAULT_MODEL_DIR = "model"
@@ -163,11 +162,6 @@ class WindowClassifier:
                 starts, clips = [], []
         if clips:
             yield starts, compute_features(np.stack(clips), self.config)
-
-    def clip_probabilities(self, path: str | Path) -> tuple[np.ndarray, np.ndarray, float]:
-        """Back-compatible form: probabilities ``(n, k)``, starts (s) and duration (s)."""
-        starts, proba = self.window_probabilities(path)
-        return proba, starts, float(audio_info(path).duration)
 
     def predict_proba(self, path: str | Path, *, hop_seconds: float | None = None) -> np.ndarray:
         """Mean class probabilities over the file's windows, float ``(n_classes,)``."""

@@ -14,7 +14,8 @@ import numpy as np
 
 from .config import Config
 from .errors import CulturalMusicError, ModelLoadError
-from .predict import DEFAULT_MODEL_DIR, WindowClassifier, read_model_json
+from .artifact import read_meta
+from .predict import DEFAULT_MODEL_DIR, WindowClassifier
 
 __all__ = ["ONNX_FILE", "OnnxClassifier"]
 
@@ -64,7 +65,7 @@ class OnnxClassifier(WindowClassifier):
         import onnxruntime as ort
 
         d = Path(model_dir)
-        meta = read_model_json(d)
+        meta = read_meta(d)
         path = d / ONNX_FILE
         if not path.is_file():
             raise ModelLoadError(f"{path}: missing; write it with 'cultural-music export {d} --onnx'")

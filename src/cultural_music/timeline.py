@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ParameterError
-from .uncertainty import UNCERTAIN
+from .uncertainty import UNCERTAIN, is_uncertain
 
 __all__ = ["Segment", "AGGREGATES", "aggregate_probabilities", "window_bounds", "build_timeline"]
 
@@ -118,14 +118,14 @@ def build_timeline(
     edges = window_bounds(starts, window=window, duration=duration)
     top = p.argmax(axis=1)
     conf = p.max(axis=1)
-    labels = [UNCERTAIN if c < threshold else classes[int(i)] for i, c in zip(top, conf)]
+    labels = [UNCERTAIN if is_uncertain(float(c), threshold) else classes[int(i)] for i, c in zip(top, conf)]
     segments: list[Segment] = []
     run_label, run_start, run_conf = labels[0], 0.0, [float(conf[0])]
     for i in range(1, len(p)):
         if edges[i + 1] <= edges[i]:
             continue  # a window owning no time (centre past the end of the file)
         if labels[i] == run_label:
-            run_conf.append(float(conf[i] if run_label == UNCERTAIN else p[i, classes.index(run_label)]))
+            run_conf.append(float(conf[i]))  # a run's label is each window's top class (or uncertain)
             continue
         segments.append(Segment(run_label, run_start, float(edges[i]), float(np.mean(run_conf))))
         run_label, run_start, run_conf = labels[i], float(edges[i]), [float(conf[i])]

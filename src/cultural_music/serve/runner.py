@@ -20,17 +20,10 @@ from ..audio import audio_info
 from ..errors import AudioLoadError
 from .errors import RequestError
 
-__all__ = ["ModelRunner", "segment_dict"]
+__all__ = ["ModelRunner"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-
-def segment_dict(seg: Any) -> dict[str, Any]:
-    """``{"label", "start", "end", "confidence"}`` (seconds, 0..1) of a timeline segment."""
-    get = seg.get if isinstance(seg, dict) else lambda k: getattr(seg, k)
-    return {"label": str(get("label")), "start": float(get("start")), "end": float(get("end")),
-            "confidence": float(get("confidence"))}
 
 
 class ModelRunner:
@@ -52,12 +45,9 @@ class ModelRunner:
         self._lock = threading.Lock()
         self._pending = 0
         self.info: dict[str, Any] = dict(classifier.describe())
-
-    @property
-    def model_ref(self) -> dict[str, Any]:
-        """``{"name", "version"}`` of the model, for every answer."""
         version = self.info.get("version")
-        return {"name": str(self.info.get("name")), "version": None if version is None else str(version)}
+        #: ``{"name", "version"}`` of the model, for every answer
+        self.model_ref = {"name": str(self.info.get("name")), "version": None if version is None else str(version)}
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """Queue ``fn(*args)`` on the model thread.
@@ -123,7 +113,7 @@ class ModelRunner:
             "top": d["top"],
             "duration": d["duration"],
             "n_clips": d["n_clips"],
-            "timeline": [segment_dict(s) for s in d["timeline"]],
+            "timeline": d["timeline"],  # Prediction.to_dict: label, start, end, confidence
             "model": self.model_ref,
         }
 
