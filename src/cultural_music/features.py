@@ -11,13 +11,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
 import numpy as np
 
+from .audio import iter_clips
 from .config import LOGMEL, MUSICNN, MUSICNN_N_MELS, MUSICNN_SAMPLE_RATE, Config, FeatureConfig
 from .errors import ParameterError
 from .melspec import mel_power
 
-__all__ = ["compute_features", "log_mel", "musicnn_log_mel", "feature_shape"]
+__all__ = ["compute_features", "feature_batches", "log_mel", "musicnn_log_mel", "feature_shape"]
 
 _SILENCE = 1e-10
 
@@ -51,6 +55,29 @@ def compute_features(clips: np.ndarray, cfg: Config) -> np.ndarray:
 
     assert fc.backbone is not None
     return embed_logmels(pretrained(fc.backbone), mel)
+
+
+def feature_batches(path: str | Path, cfg: Config, *, batch_size: int, hop_seconds: float | None = None,
+                    transform: Callable[[np.ndarray], np.ndarray] | None = None) -> Iterator[tuple[list[float], np.ndarray]]:
+    """A file's clips (streamed, see :func:`~cultural_music.audio.iter_clips`) as features, batch
+    by batch, so memory stays bounded whatever the file length.
+
+    Yields
+    ------
+    tuple
+        Clip starts in seconds and features ``(n <= batch_size, rows, columns)``; ``transform``
+        (e.g. an augmentation) is applied to each float32 ``(samples,)`` clip first.
+    """
+    starts: list[float] = []
+    clips: list[np.ndarray] = []
+    for start, clip in iter_clips(path, cfg.audio, hop_seconds=hop_seconds):
+        starts.append(start)
+        clips.append(clip if transform is None else transform(clip))
+        if len(clips) == batch_size:
+            yield starts, compute_features(np.stack(clips), cfg)
+            starts, clips = [], []
+    if clips:
+        yield starts, compute_features(np.stack(clips), cfg)
 
 
 def musicnn_log_mel(clips: np.ndarray) -> np.ndarray:

@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from .audio import audio_info, iter_clips
+from .audio import audio_info
 from .cache import FeatureCache, FileSignature
 from .config import Config
 from .dataset import file_sha256
 from .errors import AudioLoadError, CulturalMusicError, ParameterError
-from .features import compute_features
+from .features import feature_batches
 
 __all__ = ["ExtractJob", "JobResult", "extract_one", "entry_for", "run_jobs", "register_backend", "local_backend", "chunk_size"]
 
@@ -82,14 +82,9 @@ def _feature_chunks(path: str, cfg: Config, augment: Any | None, rng: np.random.
     """Clean (``augment is None``) or one augmented variant's features, as chunks
     ``(<= _BATCH, n_mels, frames)``: memory stays bounded whatever the file length."""
     sr = cfg.audio.sample_rate
-    batch: list[np.ndarray] = []
-    for _, clip in iter_clips(path, cfg.audio):
-        batch.append(clip if augment is None else augment(clip, sr, rng))
-        if len(batch) == _BATCH:
-            yield compute_features(np.stack(batch), cfg)
-            batch = []
-    if batch:
-        yield compute_features(np.stack(batch), cfg)
+    transform = None if augment is None else (lambda clip: augment(clip, sr, rng))
+    for _, feats in feature_batches(path, cfg, batch_size=_BATCH, transform=transform):
+        yield feats
 
 
 def _augmented_chunks(path: str, cfg: Config, sha: str) -> Iterator[np.ndarray]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__
-from .audio import audio_info, iter_clips
+from .audio import audio_info
 from .config import Config
 from .errors import ModelLoadError, ParameterError
-from .features import compute_features
+from .features import feature_batches
 from .metrics import softmax
 from .prefetch import prefetch
 from .timeline import Segment, aggregate_probabilities, build_timeline
@@ -145,23 +144,11 @@ class WindowClassifier:
         """
         starts: list[float] = []
         probs: list[np.ndarray] = []
-        for batch_starts, feats in prefetch(self._feature_batches(path, self._hop(hop_seconds))):
+        batches = feature_batches(path, self.config, batch_size=_BATCH, hop_seconds=self._hop(hop_seconds))
+        for batch_starts, feats in prefetch(batches):
             starts.extend(batch_starts)
             probs.append(softmax(self.logits(feats), self.temperature))
         return np.asarray(starts, dtype=np.float64), np.concatenate(probs)
-
-    def _feature_batches(self, path: str | Path, hop: float) -> Iterator[tuple[list[float], np.ndarray]]:
-        """Window starts (s) and features ``(n <= _BATCH, n_mels, frames)``, batch by batch."""
-        starts: list[float] = []
-        clips: list[np.ndarray] = []
-        for start, clip in iter_clips(path, self.config.audio, hop_seconds=hop):
-            starts.append(start)
-            clips.append(clip)
-            if len(clips) == _BATCH:
-                yield starts, compute_features(np.stack(clips), self.config)
-                starts, clips = [], []
-        if clips:
-            yield starts, compute_features(np.stack(clips), self.config)
 
     def predict_proba(self, path: str | Path, *, hop_seconds: float | None = None) -> np.ndarray:
         """Mean class probabilities over the file's windows, float ``(n_classes,)``."""
