@@ -56,6 +56,8 @@ MUSICNN_SAMPLE_RATE = 16000  #: Hz: the musicnn networks' input rate
 MUSICNN_N_MELS = 96  #: mel bands of the musicnn input
 MUSICNN_EMBEDDING_DIM = 1506  #: [mean_pool, max_pool] of the musicnn mid-end (753 + 753)
 MUSICNN_PATCH_FRAMES = 187  #: frames of one musicnn input patch (3 s at hop 256, 16 kHz)
+MUSICNN_N_FFT = 512  #: samples (32 ms) per FFT frame of the musicnn input
+MUSICNN_HOP = 256  #: samples (16 ms) between musicnn log-mel frames
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ def _fixed_settings(kind: str) -> dict[str, Any]:
     if kind == LOGMEL:
         return {}
     rows = MUSICNN_N_MELS if kind == MUSICNN else MUSICNN_EMBEDDING_DIM
-    return {"n_fft": 512, "hop_length": 256, "n_mels": rows, "fmin": 0.0, "fmax": None}
+    return {"n_fft": MUSICNN_N_FFT, "hop_length": MUSICNN_HOP, "n_mels": rows, "fmin": 0.0, "fmax": None}
 
 
 def n_patches(frames: int, patch_frames: int = MUSICNN_PATCH_FRAMES) -> int:

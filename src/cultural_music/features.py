@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio import iter_clips
-from .config import LOGMEL, MUSICNN, MUSICNN_N_MELS, MUSICNN_SAMPLE_RATE, Config, FeatureConfig
+from .config import LOGMEL, MUSICNN, MUSICNN_HOP, MUSICNN_N_FFT, MUSICNN_N_MELS, MUSICNN_SAMPLE_RATE, Config, FeatureConfig
 from .errors import ParameterError
 from .melspec import mel_power
 
@@ -95,7 +95,7 @@ def musicnn_log_mel(clips: np.ndarray) -> np.ndarray:
         ``log10(10000 * mel_power + 1)`` of ``melspectrogram(n_fft=512, hop_length=256, n_mels=96)``.
     """
     y = np.asarray(clips, dtype=np.float32)
-    mel = mel_power(y, sample_rate=MUSICNN_SAMPLE_RATE, n_fft=512, hop_length=256, n_mels=MUSICNN_N_MELS)
+    mel = mel_power(y, sample_rate=MUSICNN_SAMPLE_RATE, n_fft=MUSICNN_N_FFT, hop_length=MUSICNN_HOP, n_mels=MUSICNN_N_MELS)
     return np.log10(10000.0 * mel + 1.0).astype(np.float32)
 
 

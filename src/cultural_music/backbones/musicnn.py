@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import (MUSICNN_BACKBONES, MUSICNN_EMBEDDING_DIM, MUSICNN_HOP, MUSICNN_N_FFT, MUSICNN_N_MELS,
+                      MUSICNN_PATCH_FRAMES, MUSICNN_SAMPLE_RATE, n_patches)
 from ..errors import ModelLoadError, ParameterError
 from .tf_bundle import read_tf_checkpoint
 
@@ -55,19 +57,21 @@ __all__ = [
     "musicnn_logmel",
     "patches",
     "covering_patches",
+    "patch_starts",
     "pretrained",
     "embed_logmels",
 ]
 
-SAMPLE_RATE = 16000  #: Hz, mono
-N_FFT = 512  #: samples (32 ms)
-HOP = 256  #: samples (16 ms) between log-mel frames
-N_MELS = 96  #: mel bands
-PATCH_FRAMES = 187  #: frames per network input patch (3 s)
-EMBEDDING_DIM = 1506  #: size of :meth:`MusicnnBackbone.embedding` ([mean_pool, max_pool])
+# The input and output sizes, defined once in the torch-free config module.
+SAMPLE_RATE = MUSICNN_SAMPLE_RATE  #: Hz, mono
+N_FFT = MUSICNN_N_FFT  #: samples (32 ms)
+HOP = MUSICNN_HOP  #: samples (16 ms) between log-mel frames
+N_MELS = MUSICNN_N_MELS  #: mel bands
+PATCH_FRAMES = MUSICNN_PATCH_FRAMES  #: frames per network input patch (3 s)
+EMBEDDING_DIM = MUSICNN_EMBEDDING_DIM  #: size of :meth:`MusicnnBackbone.embedding` ([mean_pool, max_pool])
 _BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization default
 
-MODEL_NAMES = ("MSD_musicnn", "MTT_musicnn")
+MODEL_NAMES = MUSICNN_BACKBONES
 
 # Tag order of the output layers, from musicnn/configuration.py.
 MTT_TAGS: tuple[str, ...] = (
@@ -200,9 +204,13 @@ def covering_patches(logmel: np.ndarray, n_frames: int = PATCH_FRAMES) -> np.nda
         )
     if x.shape[0] <= n_frames:
         return patches(x, n_frames=n_frames, hop=n_frames)
-    count = -(-x.shape[0] // n_frames)
-    starts = np.round(np.linspace(0, x.shape[0] - n_frames, count)).astype(int)
-    return np.stack([x[s : s + n_frames] for s in starts])
+    return np.stack([x[s : s + n_frames] for s in patch_starts(x.shape[0], n_frames)])
+
+
+def patch_starts(frames: int, n_frames: int = PATCH_FRAMES) -> list[int]:
+    """First frame of each of the :func:`~cultural_music.config.n_patches` evenly spread
+    patches covering ``frames > n_frames`` frames (the last one ends at the last frame)."""
+    return np.round(np.linspace(0, frames - n_frames, n_patches(frames, n_frames))).astype(int).tolist()
 
 
 @functools.lru_cache(maxsize=2)

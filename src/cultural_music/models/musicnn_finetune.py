@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import MUSICNN, MUSICNN_EMBEDDING_DIM, MUSICNN_N_MELS, MUSICNN_PATCH_FRAMES, MUSICNN_SAMPLE_RATE, n_patches
+from ..backbones.musicnn import patch_starts
+from ..config import MUSICNN, MUSICNN_EMBEDDING_DIM, MUSICNN_N_MELS, MUSICNN_PATCH_FRAMES, MUSICNN_SAMPLE_RATE
 from ..errors import ParameterError
 from . import register
 from .musicnn_head import EmbeddingHead
@@ -50,9 +51,8 @@ def patch_batch(x: torch.Tensor, n_frames: int = MUSICNN_PATCH_FRAMES) -> torch.
     if t <= n_frames:
         reps = -(-n_frames // t)
         return x.repeat(1, reps, 1)[:, :n_frames]
-    count = n_patches(t, n_frames)
-    starts = torch.round(torch.linspace(0, t - n_frames, count)).long()
-    return torch.stack([x[:, s : s + n_frames] for s in starts.tolist()], dim=1).reshape(b * count, n_frames, m)
+    starts = patch_starts(t, n_frames)
+    return torch.stack([x[:, s : s + n_frames] for s in starts], dim=1).reshape(b * len(starts), n_frames, m)
 
 
 @register("musicnn-finetune", defaults=DEFAULTS, feature_kinds=(MUSICNN,),
