@@ -251,7 +251,7 @@ class Classifier(WindowClassifier):
         """Class logits ``(n, n_classes)`` of features ``(n, n_mels, frames)``."""
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(features))[:, None].contiguous(memory_format=torch.channels_last)
+        x = torch.from_numpy(np.ascontiguousarray(features))[:, None]  # (n, 1, rows, cols): already channels-last too
         with torch.inference_mode():
             return self.artifact.model(x).numpy()
 

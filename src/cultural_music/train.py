@@ -134,7 +134,6 @@ def _epoch_pass(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, opt: t
     rng = np.random.default_rng([step.cfg.seed, epoch, 17]) if step is not None else None
     with torch.set_grad_enabled(opt is not None):
         for i, (x, y) in enumerate(loader):
-            x = x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
             if opt is not None and step is not None and rng is not None:
                 step.set_lr((epoch - 1) * step.steps_per_epoch + i)
                 mixed = mixup_batch(x, y, alpha=step.cfg.mixup_alpha, rng=rng)
