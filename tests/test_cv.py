@@ -55,6 +55,9 @@ def test_group_kfold_rejects_too_few_groups() -> None:
         group_kfold(_recs(groups_per_class=2), n_folds=7, seed=0)
     with pytest.raises(ParameterError, match="folds"):
         group_kfold(_recs(), n_folds=1, seed=0)
+    # 6 groups, but no class has 5 recordings: a clear error, not scikit-learn's ValueError
+    with pytest.raises(DatasetError, match="largest class has 3 recording"):
+        group_kfold(_recs(n_classes=2, groups_per_class=3, files_per_group=1), n_folds=5, seed=0)
 
 
 def test_leave_one_group_out() -> None:

@@ -113,9 +113,11 @@ def run_cv(
         out-of-fold metrics per level (with confusion matrices); ``folds`` (one row per fold);
         ``scheme``, ``n_folds``, ``classes``, ``seconds``, ``files``.
     """
-    from .evaluate import prediction_rows, predictions_csv_text, run_evaluation
+    from .evaluate import predictions_csv_text, run_evaluation
     from .pipeline import run_training, usable_recordings
 
+    if fold_column is not None and groups_csv is None:  # before any decoding
+        raise DatasetError(f"--fold-column {fold_column} needs the CSV holding it (--groups CSV)")
     t_start = time.perf_counter()
     out = ensure_dir(out_dir)
     cache = FeatureCache(cache_dir or default_cache_dir())
@@ -123,8 +125,7 @@ def run_cv(
     scan, recordings, _ = usable_recordings(data_dir, cfg, cache, groups_csv=groups_csv, workers=workers, progress=progress, log=log)
     root, skipped = scan.root, scan.skipped
     if fold_column is not None:
-        if groups_csv is None:
-            raise DatasetError(f"--fold-column {fold_column} needs the CSV holding it (--groups CSV)")
+        assert groups_csv is not None
         fold_idx, names = folds_from_column(recordings, groups_csv, fold_column, root)
         scheme = f"predefined folds (column '{fold_column}' of {Path(groups_csv).name})"
     elif folds == 0:
@@ -158,7 +159,7 @@ def run_cv(
         pooled["rec_proba"].append(ev.rec_proba)
         pooled["clip_true"].append(ev.clip_true)
         pooled["clip_proba"].append(ev.clip_proba)
-        pooled["rows"] += [{**r, "fold": name} for r in prediction_rows(ev.rec_paths, ev.rec_true, ev.rec_proba, classes)]
+        pooled["rows"] += [{**r, "fold": name} for r in ev.predictions]
         atomic_write_text(out / "cv_results.csv", _rows_csv(rows))
         elapsed = time.perf_counter() - t_start
         eta = (elapsed / (k + 1)) * (len(names) - k - 1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import warnings
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +24,10 @@ def _check_groups(recordings: list[Recording], n_folds: int) -> None:
     n_groups = len({r.group for r in recordings})
     if n_groups < n_folds:
         raise DatasetError(f"only {n_groups} recording group(s) for {n_folds} folds; use at most {n_groups} folds")
+    largest = max(Counter(r.label for r in recordings).values())  # scikit-learn's limit on stratified folds
+    if largest < n_folds:
+        raise DatasetError(f"the largest class has {largest} recording(s), too few for {n_folds} stratified folds; "
+                           f"use at most {largest} folds")
 
 
 def group_kfold(recordings: list[Recording], *, n_folds: int, seed: int) -> tuple[list[int], list[str]]:
