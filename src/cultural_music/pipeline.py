@@ -182,7 +182,7 @@ def run_training(
     training-curve plots into ``out_dir``; ``checkpoint.pt`` is kept there during training.
 
     ``backend="ray"`` (docs/cluster.md) extracts features with Ray tasks and trains data-parallel
-    on ``workers`` Ray actors (default: one per node of the cluster at ``address``; without
+    (except a full-batch L-BFGS head, which trains in this process in seconds) on ``workers`` Ray actors (default: one per node of the cluster at ``address``; without
     ``address``, a local Ray instance with ``workers`` CPUs, default all cores); data, cache and
     ``out_dir`` must then be at the same path on every node.
     """
@@ -209,7 +209,11 @@ def run_training(
     log(f"training '{cfg.train.model}' on {len(train_ds)} clips, validating on {len(val_ds)} clips")
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.train.model, n_classes=len(classes), n_mels=cfg.features.n_mels)
-    if backend == "ray":
+    if backend == "ray" and cfg.train.optimizer == "lbfgs":
+        # a full-batch L-BFGS head sees every clip on every rank: data parallelism would only repeat it
+        log("the L-BFGS head trains here, in seconds; Ray did the feature extraction")
+        result = train_model(model, train_ds, val_ds, cfg.train, checkpoint_dir=out, resume=resume, log=log)
+    elif backend == "ray":
         from .cluster.ray_train import train_on_ray
 
         log(f"data-parallel training on {workers} Ray worker(s)")
