@@ -32,31 +32,37 @@ def lbfgs_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, opt: t
     Returns
     -------
     tuple
-        (training loss before the step, accuracy before the step, clips).
+        (training loss after the step, accuracy after the step, clips): measured at the
+        weights the epoch ends with, like the validation figures that follow.
     """
     batches = list(loader)
     class_w = getattr(loss_fn, "weight", None)
     weights = [float(class_w[y].sum()) if class_w is not None else float(len(y)) for _, y in batches]
     total_w = max(sum(weights), 1e-12)
-    first: dict[str, float] = {}
     model.train()
 
-    def closure() -> torch.Tensor:
-        opt.zero_grad(set_to_none=True)
+    def data_loss() -> tuple[float, int]:
+        """Class-weighted mean loss over the whole set (gradients accumulate), correct answers."""
         value, correct = 0.0, 0
         for (x, y), w in zip(batches, weights):
             logits = model(x)
             loss = loss_fn(logits, y) * (w / total_w)
-            loss.backward()
+            if torch.is_grad_enabled():
+                loss.backward()
             value += float(loss.detach())
             correct += int((logits.detach().argmax(1) == y).sum())
+        return value, correct
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        value, _ = data_loss()
         penalty = l2_penalty(model, weight_decay)
         if penalty.requires_grad:
             penalty.backward()
-        if not first:
-            first.update(loss=value, correct=correct)
         return torch.tensor(value + float(penalty.detach()))
 
     opt.step(closure)
+    with torch.no_grad():
+        value, correct = data_loss()
     n = sum(len(y) for _, y in batches)
-    return first.get("loss", 0.0), first.get("correct", 0) / max(n, 1), n
+    return value, correct / max(n, 1), n
