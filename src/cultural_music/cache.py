@@ -22,12 +22,13 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from .atomic import atomic_path, atomic_write_text, ensure_dir
 
-__all__ = ["FeatureCache", "FileIndex", "FileSignature", "default_cache_dir", "INDEX_NAME"]
+__all__ = ["FeatureCache", "FileIndex", "FileSignature", "default_cache_dir", "read_npy_header", "INDEX_NAME"]
 
 INDEX_NAME = "files-index.json"
 RACY_SECONDS = 2.0  #: a file changed this recently (s) is not indexed: its mtime may not move on the next edit
@@ -41,6 +42,16 @@ def default_cache_dir() -> Path:
 
 
 _COPY_ROWS = 16  # clips copied per step when assembling a streamed entry
+
+
+def read_npy_header(fh: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran_order, dtype)`` of the ``.npy`` file open at its start; leaves ``fh``
+    at the first data byte.  Raises ``ValueError`` on a bad or unsupported (not 1.0/2.0) header."""
+    version = np.lib.format.read_magic(fh)
+    if version not in ((1, 0), (2, 0)):
+        raise ValueError(f"unsupported .npy version {version}")
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    return read(fh)
 
 
 class FeatureCache:
@@ -89,11 +100,7 @@ class FeatureCache:
         it), or ``None`` when missing, unreadable or truncated (then removed)."""
         try:
             with open(path, "rb") as fh:
-                version = np.lib.format.read_magic(fh)
-                if version == (1, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-                else:
-                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+                shape, fortran, dtype = read_npy_header(fh)
                 size = fh.tell() + 4 * int(np.prod(shape))
                 ok = (dtype == np.float32 and not fortran and len(shape) >= 3 and shape[-3] > 0
                       and os.fstat(fh.fileno()).st_size == size)

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .augment.spec_mask import SpecMask
+from .cache import read_npy_header
 from .config import AugmentConfig
 from .dataset import Recording
 from .errors import CulturalMusicError
@@ -45,9 +46,8 @@ def build_items(recordings: list[Recording], extracted: ExtractResult, classes: 
         entry = extracted.entries.get(rec.rel_path)
         if rec.split != split or entry is None or rec.label not in index:
             continue
-        n_var = entry.n_variants if entry.aug_path is not None else 0
-        for clip in range(entry.n_clips):
-            items.append(ClipItem(entry.clean_path, clip, index[rec.label], rec.rel_path, entry.aug_path, n_var))
+        for clip in range(entry.n_clips):  # n_variants is 0 when there is no aug_path
+            items.append(ClipItem(entry.clean_path, clip, index[rec.label], rec.rel_path, entry.aug_path, entry.n_variants))
     return items
 
 
@@ -131,11 +131,7 @@ def _npy_layout(path: Path) -> tuple[int, tuple[int, ...]]:
     """Data offset in bytes and shape of a float32 C-order ``.npy`` file."""
     try:
         with open(path, "rb") as fh:
-            version = np.lib.format.read_magic(fh)
-            if version not in ((1, 0), (2, 0)):
-                raise ValueError(f"unsupported .npy version {version}")
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read(fh)
+            shape, fortran, dtype = read_npy_header(fh)
             offset = fh.tell()
     except (OSError, ValueError) as err:
         raise CulturalMusicError(f"{path}: cannot read cached features ({err})") from err

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     verbose = "--verbose" in args or "-v" in args
     try:
-        rv = cli.main(args=args, prog_name="cultural-music", standalone_mode=False)
+        cli.main(args=args, prog_name="cultural-music", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code or 0)
     except click.ClickException as exc:
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         click.echo(f"error: {name}{exc.strerror or exc}", err=True)
         return 1
-    return rv if isinstance(rv, int) else 0
+    return 0  # commands report failure by raising (CulturalMusicError -> 1, usage -> 2)
 
 
 def run() -> None:  # pragma: no cover - console script shim
