@@ -83,7 +83,7 @@ class EmbeddingHead(nn.Module):
 
 
 @register("musicnn", defaults=DEFAULTS, feature_kinds=(f"{MUSICNN_EMBEDDING}:",),
-          summary="frozen pretrained musicnn (MSD) embeddings, cached; small trained head")
+          summary="frozen pretrained musicnn (MSD) embeddings, cached; logistic-regression head (L-BFGS)")
 class MusicnnHead(nn.Module):
     """Head on cached musicnn embeddings: ``(batch, 1, 1506, patches)`` -> logits.
 
