@@ -28,6 +28,7 @@ def run_demo(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     log: Callable[[str], Any] = print,
+    show_metrics: Callable[[dict[str, Any]], Any] | None = None,
 ) -> dict[str, Any]:
     """Run the whole pipeline on synthetic data under ``out_dir``.
 
@@ -36,7 +37,8 @@ def run_demo(
     ``out_dir/model/`` (model folder with metrics and plots).  The model uses ``clip_seconds``
     clips (10 s by default rather than the tool's 30 s, so this small set yields several
     clips per recording and enough training steps at the reference learning rate).  ``model``
-    is trained with its own default settings (see ``cultural-music models``).  Returns the test
+    is trained with its own default settings (see ``cultural-music models``).  ``show_metrics``, if
+    given, is called with the test metrics under the evaluation step's header.  Returns the test
     metrics and the prediction lines.
     """
     from .demo_data import make_demo_dataset, make_demo_queries
@@ -59,6 +61,8 @@ def run_demo(
     run = run_training(data, out / "model", cfg, cache_dir=cache_dir or out / "cache", workers=workers, progress=progress, log=log)
     log("== 3/4 evaluating on the sealed test split ==")
     metrics = evaluate_model(run.model_dir, cache_dir=cache_dir or out / "cache", workers=workers, progress=progress, log=log)
+    if show_metrics is not None:
+        show_metrics(metrics)
     log("== 4/4 predicting fresh recordings ==")
     clf = Classifier.load(run.model_dir)
     lines = [format_prediction(clf.predict(q)) for q in queries]

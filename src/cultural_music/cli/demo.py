@@ -31,8 +31,7 @@ def demo(out_dir: str, per_class: int, seconds: float, clip_seconds: float, epoc
 
     result = run_demo(out_dir, per_class=per_class, seconds=seconds, clip_seconds=clip_seconds, epochs=epochs,
                       patience=patience, model=model_name or DEFAULT_MODEL, seed=seed, workers=workers,
-                      progress=not quiet, log=click.echo)
-    click.echo(format_metrics(result["metrics"]))
+                      progress=not quiet, log=click.echo, show_metrics=lambda m: click.echo(format_metrics(m)))
     for line in result["predictions"]:
         click.echo(line)
     click.echo(f"model, metrics.json and plots: {result['model_dir']}")
