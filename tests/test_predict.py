@@ -41,8 +41,8 @@ def test_predict_labels_and_fills_every_field(clf: Classifier, beep: Path) -> No
     assert [lab for lab, _ in pred.top][0] == "beep" and len(pred.top) == 3
     assert [p for _, p in pred.top] == sorted((p for _, p in pred.top), reverse=True)
     assert pred.duration == pytest.approx(3.0)
-    # 1 s windows, default hop 0.5 s on 3 s: starts 0, 0.5, ..., 2.0
-    assert pred.n_clips == 5
+    # 1 s windows, default hop = one window (the clips evaluate scores) on 3 s: starts 0, 1, 2
+    assert pred.n_clips == 3
     assert pred.timeline[0].start == 0.0 and pred.timeline[-1].end == pytest.approx(3.0)
     json.dumps(pred.to_dict())  # JSON-able
     assert format_prediction(pred) == f"🎵 beep.wav: beep ({pred.confidence * 100:.2f}% confidence)"
@@ -98,7 +98,7 @@ def test_describe_reports_version_settings_and_metrics(model: Path, tmp_path: Pa
     meta = json.loads((copy / "model.json").read_text())
     assert card["classes"] == ["Deuda", "Newari", "beep"] and card["name"] == "seed-cnn"
     assert card["version"] == f"{meta['package_version']}+{meta['weights_sha256'][:12]}"
-    assert card["settings"]["window_seconds"] == 1.0 and card["settings"]["default_hop_seconds"] == 0.5
+    assert card["settings"]["window_seconds"] == 1.0 and card["settings"]["default_hop_seconds"] == 1.0
     assert card["metrics"] is None and card["backend"] == "torch" and card["threshold"] == 0.0
     (copy / "metrics.json").write_text(json.dumps({"accuracy": 0.75, "macro_f1": 0.7, "n": 8, "per_class": {}}))
     assert Classifier.load(copy).describe()["metrics"] == {"accuracy": 0.75, "macro_f1": 0.7, "n": 8}

@@ -9,7 +9,8 @@ import pytest
 
 from cultural_music.errors import ParameterError
 from cultural_music.predict import Classifier
-from cultural_music.timeline import Segment, aggregate_probabilities, build_timeline, window_bounds
+from cultural_music.timeline import (Segment, aggregate_probabilities, build_timeline, clip_starts, recording_probabilities,
+                                     recordings_from_clips, window_bounds, window_weights)
 
 from conftest import write
 from tiny_model import SOUNDS, SR, shared_model
@@ -71,6 +72,41 @@ def test_aggregate_mean_and_geometric() -> None:
     np.testing.assert_allclose(g, raw / raw.sum())
     with pytest.raises(ParameterError, match="'method'"):
         aggregate_probabilities(p, "max")
+
+
+def test_window_weights_are_seconds_of_real_audio() -> None:
+    np.testing.assert_allclose(window_weights(np.array([0.0, 5.0]), window=5.0, duration=5.001), [5.0, 0.001])
+    np.testing.assert_allclose(window_weights(np.array([0.0, 2.5, 5.0]), window=5.0, duration=7.0), [5.0, 4.5, 2.0])
+    np.testing.assert_allclose(window_weights(np.array([0.0]), window=5.0, duration=1.0), [1.0])
+    np.testing.assert_allclose(window_weights(np.array([0.0, 1.0]), window=1.0, duration=0.0), [1.0, 1.0])  # no duration
+
+
+def test_mostly_padding_window_cannot_outvote_real_audio() -> None:
+    # 5.001 s file, 5 s windows: the event in the first window, a near-empty second window says "c"
+    p = np.array([[0.9, 0.05, 0.05], [0.0, 0.0, 1.0]])
+    out = recording_probabilities(np.array([0.0, 5.0]), p, window=5.0, duration=5.001)
+    assert int(np.argmax(out)) == 0 and out[0] > 0.89
+    np.testing.assert_allclose(out, (5.0 * p[0] + 0.001 * p[1]) / 5.001)
+    g = recording_probabilities(np.array([0.0, 5.0]), p, window=5.0, duration=5.001, method="geometric")
+    assert int(np.argmax(g)) == 0
+
+
+def test_weights_are_checked() -> None:
+    with pytest.raises(ParameterError, match="'weights'"):
+        aggregate_probabilities(np.array([[0.5, 0.5]]), weights=np.array([0.0]))
+
+
+def test_cached_clips_aggregate_like_windows() -> None:
+    g = np.random.default_rng(0)
+    p = g.dirichlet(np.ones(3), size=5)
+    starts = clip_starts(3, clip_samples=32000, sample_rate=16000)
+    np.testing.assert_allclose(starts, [0.0, 2.0, 4.0])
+    paths, rec = recordings_from_clips(["x", "x", "x", "y", "y"], p, {"x": 5.0, "y": 3.1}, window=2.0,
+                                       clip_samples=32000, sample_rate=16000)
+    assert paths == ["x", "y"]
+    np.testing.assert_allclose(rec[0], recording_probabilities(starts, p[:3], window=2.0, duration=5.0))
+    np.testing.assert_allclose(rec[0], (2 * p[0] + 2 * p[1] + 1 * p[2]) / 5)
+    np.testing.assert_allclose(rec[1], (2 * p[3] + 1.1 * p[4]) / 3.1)
 
 
 def test_two_demo_classes_back_to_back_switch_at_join(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:

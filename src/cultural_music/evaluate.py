@@ -1,7 +1,9 @@
 """Score a model folder on its sealed test split, or on any labelled folder.
 
-Metrics are computed at two levels: clip (each fixed-length clip) and recording (a file's clip
-probabilities averaged, which is what a user gets from ``predict``).  The top-level
+Metrics are computed at two levels: clip (each fixed-length cached clip) and recording (a file's
+clip probabilities averaged, weighted by the seconds of real audio each clip holds, by
+:func:`~cultural_music.timeline.recording_probabilities`: the very function ``predict`` calls on
+the same windows, so the recording level is what a user gets from ``predict``).  The top-level
 ``accuracy`` / ``macro_f1`` / ``n`` of ``metrics.json`` are the recording-level ones.
 
 Outputs (in the model folder, or ``external/<folder name>/`` for ``data_dir``):
@@ -29,7 +31,8 @@ from .data import ClipDataset, build_items
 from .dataset import Recording, read_split_csv, scan_folder
 from .errors import DatasetError
 from .extract import default_workers, extract_features
-from .metrics import classification_metrics, mean_by_group, softmax
+from .metrics import classification_metrics, softmax
+from .timeline import recordings_from_clips
 from .train import predict_logits
 
 __all__ = ["Evaluation", "evaluate_model", "run_evaluation", "clip_and_recording_probabilities", "prediction_rows",
@@ -64,7 +67,8 @@ def clip_and_recording_probabilities(art: Artifact, recordings: list[Recording],
     Returns a dict with ``clip_logits (n_clips, k)``, ``clip_proba (n_clips, k)`` (divided by
     the model's calibration temperature), ``clip_proba_raw`` (temperature 1), ``clip_true
     (n_clips,)``, ``rec_paths``, ``rec_proba (n_recs, k)``, ``rec_proba_raw``, ``rec_true
-    (n_recs,)`` and ``temperature``.
+    (n_recs,)`` and ``temperature``.  Recording probabilities come from the clips exactly as
+    ``predict`` makes them from its windows (:func:`~cultural_music.timeline.recordings_from_clips`).
     """
     items = build_items(recordings, extracted, art.classes, split)
     ds = ClipDataset(items)
@@ -74,8 +78,11 @@ def clip_and_recording_probabilities(art: Artifact, recordings: list[Recording],
     proba = softmax(logits, temperature) if len(ds) else logits
     raw = softmax(logits, 1.0) if len(ds) else logits
     groups = [it.rel_path for it in items]
-    rec_paths, rec_proba = mean_by_group(groups, proba)
-    _, rec_raw = mean_by_group(groups, raw)
+    a = art.config.audio
+    durations = {rel: extracted.entries[rel].duration for rel in set(groups)}
+    shape = {"window": float(a.clip_seconds), "clip_samples": a.clip_samples, "sample_rate": a.sample_rate}
+    rec_paths, rec_proba = recordings_from_clips(groups, proba, durations, **shape)
+    _, rec_raw = recordings_from_clips(groups, raw, durations, **shape)
     first_label: dict[str, int] = {}
     for it in items:
         first_label.setdefault(it.rel_path, it.label)

@@ -1,9 +1,13 @@
 """Name the kind of a recording: load a model folder once, predict many files, long or short.
 
 A file is read as a stream of windows, each one model clip long (settings come from the model
-folder, never from the caller), starting every ``hop_seconds`` (default: half a clip).  Each
-window gets class probabilities; the file's probabilities are their mean, and a timeline of
-labelled segments shows where the label changes.  An answer whose confidence is below the
+folder, never from the caller), starting every ``hop_seconds``.  The default hop is one clip:
+the windows are then exactly the clips training and ``evaluate`` cut and cache (same trailing-
+piece rule, a file shorter than a clip is one zero-padded window), so ``predict`` answers what
+``evaluate`` scores.  Each window gets class probabilities; the file's probabilities are their
+mean weighted by the seconds of real audio each window holds
+(:func:`~cultural_music.timeline.recording_probabilities`, shared with ``evaluate``), and a
+timeline of labelled segments shows where the label changes.  An answer whose confidence is below the
 model's threshold (see :mod:`cultural_music.uncertainty`) is ``"uncertain"``.
 
 This module does not import torch at import time: :class:`WindowClassifier` holds everything
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +33,7 @@ from .errors import ModelLoadError, ParameterError
 from .features import feature_batches
 from .metrics import softmax
 from .prefetch import prefetch
-from .timeline import Segment, aggregate_probabilities, build_timeline
+from .timeline import Segment, build_timeline, recording_probabilities
 from .uncertainty import UNCERTAIN, check_threshold, is_uncertain
 
 
@@ -113,8 +118,9 @@ class WindowClassifier:
 
     @property
     def default_hop(self) -> float:
-        """Default start-to-start window distance in seconds: half a window."""
-        return self.window_seconds / 2.0
+        """Default start-to-start window distance in seconds: one window, so the windows are
+        the clips ``evaluate`` scores."""
+        return self.window_seconds
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         """Class logits ``(n, n_classes)`` of features ``(n, n_mels, frames)``."""
@@ -131,6 +137,12 @@ class WindowClassifier:
     def _threshold(self, threshold: float | None) -> float:
         return self.threshold if threshold is None else check_threshold(threshold)
 
+    def _window_batches(self, path: str | Path, hop_seconds: float) -> Iterator[tuple[list[float], np.ndarray]]:
+        """A file's windows as model input, batch by batch: ``(starts in seconds, features
+        (n, rows, columns))`` from :func:`~cultural_music.features.compute_features`, windows
+        ``hop_seconds`` apart.  Override to feed another input (e.g. raw audio) to :meth:`logits`."""
+        return feature_batches(path, self.config, batch_size=_BATCH, hop_seconds=hop_seconds)
+
     def window_probabilities(self, path: str | Path, *, hop_seconds: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Stream a file: window starts in seconds ``(n,)`` and probabilities ``(n, n_classes)``.
 
@@ -144,15 +156,23 @@ class WindowClassifier:
         """
         starts: list[float] = []
         probs: list[np.ndarray] = []
-        batches = feature_batches(path, self.config, batch_size=_BATCH, hop_seconds=self._hop(hop_seconds))
-        for batch_starts, feats in prefetch(batches):
+        for batch_starts, feats in prefetch(self._window_batches(path, self._hop(hop_seconds))):
             starts.extend(batch_starts)
             probs.append(softmax(self.logits(feats), self.temperature))
         return np.asarray(starts, dtype=np.float64), np.concatenate(probs)
 
+    def recording_probabilities(self, starts: np.ndarray, window_proba: np.ndarray, duration: float,
+                                aggregate: str = "mean") -> np.ndarray:
+        """A file's probabilities float64 ``(n_classes,)`` from its windows' (starts in seconds
+        ``(n,)``, probabilities ``(n, n_classes)``; ``duration`` in seconds): the mean weighted
+        by real audio per window, :func:`~cultural_music.timeline.recording_probabilities`."""
+        return recording_probabilities(starts, window_proba, window=self.window_seconds, duration=duration, method=aggregate)
+
     def predict_proba(self, path: str | Path, *, hop_seconds: float | None = None) -> np.ndarray:
-        """Mean class probabilities over the file's windows, float ``(n_classes,)``."""
-        return aggregate_probabilities(self.window_probabilities(path, hop_seconds=hop_seconds)[1]).astype(np.float32)
+        """The file's class probabilities float ``(n_classes,)``, as :meth:`predict` gives them."""
+        duration = float(audio_info(path).duration)
+        starts, proba = self.window_probabilities(path, hop_seconds=hop_seconds)
+        return self.recording_probabilities(starts, proba, duration).astype(np.float32)
 
     def predict_timeline(self, path: str | Path, *, hop_seconds: float | None = None,
                          threshold: float | None = None) -> list[Segment]:
@@ -168,16 +188,18 @@ class WindowClassifier:
         path
             Audio file (WAV, FLAC, OGG, MP3), any length.
         hop_seconds
-            Start-to-start window distance in seconds, in (0, window]; default half a window.
+            Start-to-start window distance in seconds, in (0, window]; default one window
+            (the clips ``evaluate`` scores); smaller gives a finer timeline.
         threshold
             Overrides :attr:`threshold` for this call (0 = never uncertain).
         aggregate
-            How window probabilities make the file's: ``"mean"`` or ``"geometric"``.
+            How window probabilities make the file's (both weighted by real audio per window):
+            ``"mean"`` (what ``evaluate`` scores) or ``"geometric"``.
         """
         thr = self._threshold(threshold)
         duration = float(audio_info(path).duration)
         starts, proba = self.window_probabilities(path, hop_seconds=hop_seconds)
-        p = aggregate_probabilities(proba, aggregate)
+        p = self.recording_probabilities(starts, proba, duration, aggregate)
         order = np.argsort(-p, kind="stable")
         conf = float(p[order[0]])
         unsure = is_uncertain(conf, thr)

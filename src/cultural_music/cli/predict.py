@@ -28,7 +28,7 @@ def register(cli: click.Group) -> None:
 @click.option("--resume", is_flag=True, help="With --out: skip files already in the output file.")
 @click.option("--overwrite", is_flag=True, help="With --out: replace an existing output file.")
 @click.option("--hop", "hop", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
-              help="Seconds between window starts (default: half the model's clip length).")
+              help="Seconds between window starts (default: one clip, the clips evaluate scores; less: a finer timeline).")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None, metavar="P",
               help="Answer 'uncertain' below this confidence (default: the model's, from validation; 0 = never).")
 @click.option("--onnx", "use_onnx", is_flag=True, help="Run MODEL_DIR/model.onnx with onnxruntime (no torch).")
