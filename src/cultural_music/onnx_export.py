@@ -1,7 +1,13 @@
 """Export a model folder's network to ``model.onnx`` (run it with onnxruntime, no torch).
 
-The graph takes features ``(batch, 1, rows, frames)`` named ``features`` (``rows`` = mel bands
-for the log-mel kinds) and returns logits ``(batch, n_classes)`` named ``logits``; the batch axis
+The graph is the WHOLE network: it takes the network's input ``(batch, 1, rows, frames)`` named
+``features`` and returns logits ``(batch, n_classes)`` named ``logits``.  For the log-mel kinds
+the input is the model's features (``rows`` = mel bands).  For embedding models (a frozen
+pretrained backbone + head, whose training features are cached embeddings) the input is the
+backbone's own input, the musicnn log-mel ``(batch, 1, 96, frames)`` computed by numpy code; the
+graph cuts it into the same 3 s patches as :func:`~cultural_music.backbones.musicnn.embed_logmels`,
+runs the backbone and the head, so ONNX prediction needs neither torch nor the cached
+embeddings (metadata ``input_kind`` names the input).  The batch axis
 is dynamic, the others are fixed by the model's clip length (prediction feeds whole clips).  Adaptive pooling layers, which the
 ONNX exporters cannot translate for sizes that do not divide evenly, are replaced for export by
 an exact equivalent with the pooling bins fixed for that input size.  The file records the
@@ -22,12 +28,13 @@ from torch import nn
 
 from . import __version__
 from .artifact import load_artifact
+from .config import MUSICNN_EMBEDDING_DIM, MUSICNN_N_MELS, Config
 from .atomic import atomic_path
 from .errors import CulturalMusicError, OutputError
 from .metrics import softmax
-from .predict_onnx import ONNX_FILE
+from .predict_onnx import ONNX_FILE, network_input_config
 
-__all__ = ["ONNX_FILE", "export_onnx", "exportable"]
+__all__ = ["ONNX_FILE", "export_onnx", "exportable", "WholeNetwork"]
 
 DEFAULT_OPSET = 17
 PARITY_TOLERANCE = 1e-4
@@ -55,6 +62,53 @@ class _FixedBinsPool(nn.Module):
         """``(batch, channels, H, W)`` -> ``(batch, channels, *size_out)``."""
         x = torch.cat([self._reduce(x, 2, lo, hi) for lo, hi in self.rows], dim=2)
         return torch.cat([self._reduce(x, 3, lo, hi) for lo, hi in self.cols], dim=3)
+
+
+class WholeNetwork(nn.Module):
+    """Backbone + head as one module: musicnn log-mel clips in, logits out.
+
+    Parameters
+    ----------
+    backbone
+        The frozen musicnn backbone (``embedding``: ``(patches, 187, 96)`` -> ``(patches, 1506)``).
+    head
+        The model trained on cached embeddings ``(batch, 1, 1506, patches)``.
+    frames
+        Log-mel frames of one clip (fixed by the model's clip length).
+
+    The patches are those of :func:`~cultural_music.backbones.musicnn.covering_patches` for a
+    clip of ``frames`` frames, as fixed frame indices (repeat padding of a short clip included).
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, frames: int) -> None:
+        super().__init__()
+        from .backbones.musicnn import covering_index
+
+        self.backbone, self.head = backbone, head
+        index = covering_index(frames)
+        self.register_buffer("index", torch.from_numpy(index.astype(np.int64)), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, 1, 96, frames)`` log-mel -> ``(batch, n_classes)`` logits."""
+        frames_first = x[:, 0].transpose(1, 2)  # (batch, frames, 96)
+        n, (p, t) = x.shape[0], self.index.shape
+        patches = frames_first[:, self.index.reshape(-1)].reshape(n * p, t, MUSICNN_N_MELS)
+        # sizes spelt out (not -1): the exporter needs a known channel count for the head's norm
+        emb = self.backbone.embedding(patches).reshape(n, p, MUSICNN_EMBEDDING_DIM).transpose(1, 2)  # (batch, 1506, patches)
+        return self.head(emb[:, None])
+
+
+def _network(art: Any, cfg: Config) -> tuple[nn.Module, int, int]:
+    """The module to export, and its input's ``(rows, frames)``."""
+    from .features import compute_features
+
+    net_cfg = network_input_config(cfg)
+    rows, frames = compute_features(np.zeros((1, cfg.audio.clip_samples), dtype=np.float32), net_cfg).shape[1:]
+    if net_cfg is cfg:
+        return art.model, rows, frames
+    from .backbones.musicnn import pretrained
+
+    return WholeNetwork(pretrained(cfg.features.backbone), art.model, frames).eval(), rows, frames
 
 
 def _bins(length: int, n: int) -> list[tuple[int, int]]:
@@ -111,13 +165,11 @@ def export_onnx(model_dir: str | Path, *, opset: int = DEFAULT_OPSET, check: boo
     """
     import onnx
 
-    from .features import compute_features
-
     art = load_artifact(model_dir)
     cfg = art.config
-    rows, frames = compute_features(np.zeros((1, cfg.audio.clip_samples), dtype=np.float32), cfg).shape[1:]
+    whole, rows, frames = _network(art, cfg)
     example = torch.zeros(2, 1, rows, frames)
-    net = exportable(art.model, example)
+    net = exportable(whole, example)
     target = Path(model_dir) / ONNX_FILE
     with atomic_path(target, suffix=".onnx") as tmp:
         try:
@@ -129,7 +181,8 @@ def export_onnx(model_dir: str | Path, *, opset: int = DEFAULT_OPSET, check: boo
             raise CulturalMusicError(f"{model_dir}: cannot export '{art.meta['model']['name']}' to ONNX ({err})") from err
         proto = onnx.load(str(tmp))
         props = {"weights_sha256": art.meta["weights_sha256"], "classes": "\n".join(art.classes),
-                 "input_shape": f"batch,1,{rows},{frames}", "package_version": __version__}
+                 "input_shape": f"batch,1,{rows},{frames}", "input_kind": network_input_config(cfg).features.kind,
+                 "package_version": __version__}
         for key, value in props.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
@@ -137,7 +190,7 @@ def export_onnx(model_dir: str | Path, *, opset: int = DEFAULT_OPSET, check: boo
             onnx.save(proto, str(tmp))
         except OSError as err:
             raise OutputError(f"{target}: cannot write ({err.strerror or err})") from err
-        diff = _parity(art.model, tmp, rows, frames) if check else None
+        diff = _parity(whole, tmp, rows, frames) if check else None
         if diff is not None and diff > PARITY_TOLERANCE:
             raise CulturalMusicError(f"{target}: ONNX probabilities differ from PyTorch by {diff:.2g} "
                                      f"(> {PARITY_TOLERANCE}); file not written")
@@ -151,7 +204,7 @@ def _parity(model: nn.Module, onnx_path: Path, rows: int, frames: int) -> float:
     g = np.random.default_rng(0)
     worst = 0.0
     for n in (1, 3):
-        x = g.random((n, 1, rows, frames), dtype=np.float32)
+        x = 4 * g.random((n, 1, rows, frames), dtype=np.float32)  # beyond 0..1: log-mels of the musicnn kinds reach ~5
         with torch.no_grad():
             ref = softmax(model(torch.from_numpy(x)).numpy())
         got = softmax(session.run(None, {"features": x})[0])

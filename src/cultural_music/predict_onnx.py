@@ -7,19 +7,30 @@ been exported from the weights ``model.json`` describes (its recorded SHA-256 is
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .config import Config
+from .config import MUSICNN, Config, FeatureConfig
 from .errors import CulturalMusicError, ModelLoadError
 from .artifact import read_meta
-from .predict import DEFAULT_MODEL_DIR, WindowClassifier
+from .features import feature_batches
+from .predict import _BATCH, DEFAULT_MODEL_DIR, WindowClassifier
 
-__all__ = ["ONNX_FILE", "OnnxClassifier"]
+__all__ = ["ONNX_FILE", "OnnxClassifier", "network_input_config"]
 
 ONNX_FILE = "model.onnx"
+
+
+def network_input_config(cfg: Config) -> Config:
+    """The config whose features are the exported network's input: ``cfg`` itself for the
+    log-mel kinds, the musicnn log-mel for embedding models (backbone inside the graph)."""
+    if cfg.features.backbone is None:
+        return cfg
+    return dataclasses.replace(cfg, features=FeatureConfig.for_kind(MUSICNN))
 
 
 class OnnxClassifier(WindowClassifier):
@@ -45,6 +56,11 @@ class OnnxClassifier(WindowClassifier):
         super().__init__(directory=directory, meta=meta, config=config)
         self.session = session
         self._input = session.get_inputs()[0].name
+        self.input_config = network_input_config(config)
+        recorded = session.get_modelmeta().custom_metadata_map.get("input_kind", self.input_config.features.kind)
+        if recorded != self.input_config.features.kind:
+            raise ModelLoadError(f"{Path(directory) / ONNX_FILE}: takes {recorded!r} input, not the whole network's "
+                                 f"{self.input_config.features.kind!r}; re-run 'cultural-music export {directory} --onnx'")
 
     @classmethod
     def load(cls, model_dir: str | Path = DEFAULT_MODEL_DIR, *, threads: int | None = None) -> "OnnxClassifier":
@@ -83,7 +99,12 @@ class OnnxClassifier(WindowClassifier):
                                  f"re-run 'cultural-music export {d} --onnx'")
         return cls(session, directory=d, meta=meta)
 
+    def _window_batches(self, path: str | Path, hop_seconds: float) -> Iterator[tuple[list[float], np.ndarray]]:
+        """The windows as the exported network's input (for embedding models the backbone's
+        log-mel, computed with numpy: the backbone runs inside the ONNX graph)."""
+        return feature_batches(path, self.input_config, batch_size=_BATCH, hop_seconds=hop_seconds)
+
     def logits(self, features: np.ndarray) -> np.ndarray:
-        """Class logits ``(n, n_classes)`` of features ``(n, n_mels, frames)``."""
+        """Class logits ``(n, n_classes)`` of the network input ``(n, rows, frames)``."""
         x = np.ascontiguousarray(features, dtype=np.float32)[:, None]
         return self.session.run(None, {self._input: x})[0]

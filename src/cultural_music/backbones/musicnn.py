@@ -58,6 +58,7 @@ __all__ = [
     "patches",
     "covering_patches",
     "patch_starts",
+    "covering_index",
     "pretrained",
     "embed_logmels",
 ]
@@ -205,6 +206,17 @@ def covering_patches(logmel: np.ndarray, n_frames: int = PATCH_FRAMES) -> np.nda
     if x.shape[0] <= n_frames:
         return patches(x, n_frames=n_frames, hop=n_frames)
     return np.stack([x[s : s + n_frames] for s in patch_starts(x.shape[0], n_frames)])
+
+
+def covering_index(frames: int, n_frames: int = PATCH_FRAMES) -> np.ndarray:
+    """Frame numbers of the :func:`covering_patches` of a clip of ``frames`` frames, int64
+    ``(patches, n_frames)``: ``logmel[index]`` is the patches (repeat padding of a short clip
+    included).  A gather by fixed indices, which traces and exports to ONNX exactly."""
+    if frames <= n_frames:
+        index = np.arange(n_frames)[None] % frames
+    else:
+        index = np.asarray(patch_starts(frames, n_frames))[:, None] + np.arange(n_frames)[None]
+    return index.astype(np.int64)
 
 
 def patch_starts(frames: int, n_frames: int = PATCH_FRAMES) -> list[int]:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..backbones.musicnn import patch_starts
+from ..backbones.musicnn import covering_index
 from ..config import MUSICNN, MUSICNN_EMBEDDING_DIM, MUSICNN_N_MELS, MUSICNN_PATCH_FRAMES, MUSICNN_SAMPLE_RATE
 from ..errors import ParameterError
 from . import register
@@ -48,11 +48,8 @@ def patch_batch(x: torch.Tensor, n_frames: int = MUSICNN_PATCH_FRAMES) -> torch.
     same patches as :func:`cultural_music.backbones.musicnn.covering_patches`.
     """
     b, t, m = x.shape
-    if t <= n_frames:
-        reps = -(-n_frames // t)
-        return x.repeat(1, reps, 1)[:, :n_frames]
-    starts = patch_starts(t, n_frames)
-    return torch.stack([x[:, s : s + n_frames] for s in starts], dim=1).reshape(b * len(starts), n_frames, m)
+    index = torch.from_numpy(covering_index(int(t), n_frames))  # (patches, n_frames); frames fixed per model
+    return x[:, index.reshape(-1)].reshape(b * index.shape[0], n_frames, m)
 
 
 @register("musicnn-finetune", defaults=DEFAULTS, feature_kinds=(MUSICNN,),

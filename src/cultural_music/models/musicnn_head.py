@@ -79,7 +79,11 @@ class EmbeddingHead(nn.Module):
         pooled = emb.mean(dim=2)
         if self.pooling == "mean+max":
             pooled = torch.cat([pooled, emb.amax(dim=2)], dim=1)
-        return self.net(self.norm(pooled))
+        if self.training:
+            return self.net(self.norm(pooled))
+        # eval: the same standardisation written out, which the ONNX exporter can translate
+        # without knowing the channel count (its batch_norm cannot)
+        return self.net((pooled - self.norm.running_mean) / torch.sqrt(self.norm.running_var + self.norm.eps))
 
 
 @register("musicnn", defaults=DEFAULTS, feature_kinds=(f"{MUSICNN_EMBEDDING}:",),
