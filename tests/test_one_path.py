@@ -97,6 +97,25 @@ def test_test_split_evaluate_equals_predict(setup: dict[str, Path], clf: Classif
     _check_same(ev, setup["data"], clf, setup["model"], capsys)
 
 
+def test_onnx_predict_equals_evaluate(setup: dict[str, Path], tmp_path: Path) -> None:
+    """The whole-network ONNX export answers what evaluate scored, within 1e-5 here too (the
+    export's own parity contract is 1e-4)."""
+    import shutil
+
+    from cultural_music.onnx_export import export_onnx
+    from cultural_music.predict_onnx import OnnxClassifier
+
+    model = tmp_path / "model"
+    shutil.copytree(setup["model"], model)
+    export_onnx(model)
+    onnx_clf = OnnxClassifier.load(model)
+    ev = run_evaluation(model, cache_dir=setup["cache"], workers=1, plots=False, report=False, **quiet)
+    for rel, p_eval in zip(ev.rec_paths, ev.rec_proba):
+        pred = onnx_clf.predict(setup["data"] / rel, threshold=0.0)
+        np.testing.assert_allclose([pred.probabilities[c] for c in onnx_clf.classes], p_eval, atol=1e-5, err_msg=rel)
+        assert pred.label == onnx_clf.classes[int(np.argmax(p_eval))]
+
+
 def test_padded_files_evaluate_equals_predict(setup: dict[str, Path], clf: Classifier, capsys: pytest.CaptureFixture[str]) -> None:
     ev = run_evaluation(setup["model"], data_dir=setup["ext"], cache_dir=setup["cache"], workers=1, plots=False,
                         report=False, **quiet)
