@@ -50,3 +50,29 @@ def ensure_bench_model(out: Path, *, steps: int = 8, seed: int = 0) -> Path:
                          "uncertain": {"threshold": 0.0, "method": "none (benchmark model)"}})
     export_onnx(out)
     return out
+
+
+def ensure_default_model(out: Path, *, seconds: float = 30.0, seed: int = 0) -> Path:
+    """Write (once) a model folder of the DEFAULT kind (frozen musicnn + head, its default
+    settings, ``seconds`` s clips) trained on synthetic tones, plus its whole-network ``model.onnx``."""
+    if (out / "model.json").is_file() and (out / "model.onnx").is_file():
+        return out
+    import soundfile as sf
+
+    from cultural_music.models import default_config
+    from cultural_music.onnx_export import export_onnx
+    from cultural_music.pipeline import run_training
+
+    g = np.random.default_rng(seed)
+    sr = 16000
+    t = np.arange(int(seconds * sr)) / sr
+    data = out.parent / "default-model-data"
+    for c, f in CLASSES.items():
+        (data / c).mkdir(parents=True, exist_ok=True)
+        for i in range(3):
+            y = 0.5 * np.sin(2 * np.pi * f * g.uniform(0.95, 1.05) * t) + 0.01 * g.standard_normal(len(t))
+            sf.write(data / c / f"{c}_{i}.wav", y.astype(np.float32), sr)
+    cfg = default_config("musicnn").replace(audio={"clip_seconds": seconds}, train={"seed": seed})
+    run_training(data, out, cfg, cache_dir=out.parent / "default-model-cache", workers=1, progress=False, log=lambda s: None)
+    export_onnx(out)
+    return out
