@@ -17,6 +17,7 @@ import soxr
 
 from .config import AudioConfig
 from .errors import AudioLoadError
+from .quiet import quiet_decoder
 
 __all__ = ["AudioInfo", "audio_info", "iter_blocks", "iter_clips", "load_clips", "load_audio"]
 
@@ -46,7 +47,8 @@ def _open(path: str | Path) -> sf.SoundFile:
     if size == 0:
         raise AudioLoadError(path, "empty file (0 bytes)")
     try:
-        return sf.SoundFile(str(path))
+        with quiet_decoder():
+            return sf.SoundFile(str(path))
     except sf.LibsndfileError as err:
         raise AudioLoadError(path, f"not a readable audio file or corrupt ({_clean(err)})") from err
     except (RuntimeError, TypeError, ValueError) as err:
@@ -85,7 +87,8 @@ def iter_blocks(path: str | Path, *, sample_rate: int, block_seconds: float = _B
         total = 0
         while True:
             try:
-                data = f.read(block, dtype="float32", always_2d=True)
+                with quiet_decoder():  # never around the yield below: only the C call
+                    data = f.read(block, dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError) as err:
                 if total == 0:
                     raise AudioLoadError(path, f"corrupt audio data ({_clean(err)})") from err
