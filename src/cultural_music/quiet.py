@@ -13,6 +13,7 @@ Real decode failures are unaffected: their reasons come from libsndfile's return
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import sys
@@ -20,11 +21,16 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO
 
 __all__ = ["quiet_decoder"]
 
-_DECODER_LINE = re.compile(rb"^\[[^\]\n]*mpg123[^\]\n]*\][^\n]*(\n|$)", re.MULTILINE)
+# libmpg123's messages: "[src/libmpg123/layer3.c:INT123_do_layer3():1774] error: ..." and its
+# resync notes ("Note: Illegal Audio-MPEG-Header 0x... at offset 15.", "Note: Trying to resync...").
+_DECODER_LINE = re.compile(
+    rb"^(\[[^\]\n]*mpg123[^\]\n]*\]|Note: (Illegal Audio-MPEG-Header|Trying to resync|Skipped \d+ bytes in input"
+    rb"|Hit end of \(available\) data))[^\n]*(\n|$)",
+    re.MULTILINE,
+)
 
 
 class _Guard:
@@ -34,19 +40,19 @@ class _Guard:
         self.lock = threading.Lock()
         self.depth = 0  # users inside quiet_decoder()
         self.saved: int | None = None  # duplicate of the real fd 2 while redirected
-        self.scratch: IO[bytes] | None = None  # reused temporary file
+        self.scratch: int | None = None  # fd of a reused, already unlinked temporary file
 
     def start(self) -> None:
         """Point fd 2 at the scratch file (left as is if fd 2 cannot be duplicated)."""
         _flush_python_stderr()
         try:
             if self.scratch is None:
-                self.scratch = tempfile.TemporaryFile()  # noqa: SIM115 - kept open for reuse
+                self.scratch = _scratch_fd()
             saved = os.dup(2)
         except OSError:
             return
         try:
-            os.dup2(self.scratch.fileno(), 2)
+            os.dup2(self.scratch, 2)
         except OSError:
             os.close(saved)
             return
@@ -61,13 +67,33 @@ class _Guard:
         os.close(self.saved)
         self.saved = None
         try:
-            self.scratch.seek(0)
-            captured = self.scratch.read()
-            self.scratch.seek(0)
-            self.scratch.truncate()
+            os.lseek(self.scratch, 0, os.SEEK_SET)
+            parts = []
+            while part := os.read(self.scratch, 1 << 16):
+                parts.append(part)
+            os.lseek(self.scratch, 0, os.SEEK_SET)
+            os.ftruncate(self.scratch, 0)
         except OSError:
             return
-        _write_all(_DECODER_LINE.sub(b"", captured))
+        _write_all(_DECODER_LINE.sub(b"", b"".join(parts)))
+
+
+def _scratch_fd() -> int:
+    """A raw read/write fd on a temporary file that is removed at once (or at exit, on Windows)."""
+    fd, name = tempfile.mkstemp(prefix="cultural-music-stderr-")
+    try:
+        os.unlink(name)
+    except OSError:  # pragma: no cover - Windows: an open file cannot be removed
+        atexit.register(_remove, fd, name)
+    return fd
+
+
+def _remove(fd: int, name: str) -> None:  # pragma: no cover - Windows
+    try:
+        os.close(fd)
+        os.unlink(name)
+    except OSError:
+        pass
 
 
 def _flush_python_stderr() -> None:
