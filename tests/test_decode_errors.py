@@ -3,6 +3,7 @@ special files and out-of-range samples, and escaped names in the text output."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -149,3 +150,25 @@ def test_huge_float_file_is_skipped_by_features(tmp_path: Path, capfd: pytest.Ca
     assert list(result.entries) == ["a/ok.wav"]
     assert [(Path(s.path).name, s.reason.split(" (")[0]) for s in scan.skipped] == [("huge.wav", "samples out of range")]
     assert "Warning" not in capfd.readouterr().err
+
+
+# --- names in the text output --------------------------------------------------------------------
+
+
+def test_predict_text_output_escapes_control_characters_in_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cultural_music.cli import main
+
+    from tiny_model import sine, train_tiny_model
+
+    model = train_tiny_model(tmp_path / "model", {"low": sine(300), "high": sine(2400)}, per_class=4, steps=10)
+    odd = write(tmp_path / "a\nb\x1b[2J.wav", tone(300, 1.0))
+    broken = tmp_path / "bad\nname.wav"
+    broken.write_bytes(b"RIFF junk")
+    assert main(["predict", str(model), str(odd), str(broken)]) == 1
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("🎵 a\\nb\\x1b[2J.wav: "), out
+    assert [ln for ln in err.splitlines() if "bad" in ln] == [ln for ln in err.splitlines() if "bad\\nname.wav" in ln]
+    assert "bad\\nname.wav" in err
+    assert main(["predict", str(model), str(odd), "--json"]) == 0  # JSON keeps the true name
+    assert json.loads(capsys.readouterr().out)["path"] == str(odd)
