@@ -36,13 +36,14 @@ def test_overlapping_windows(tmp_path: Path) -> None:
 
 
 def test_stereo_is_mixed_and_resampled(tmp_path: Path) -> None:
-    left = tone(440, 1.0, 44100)
-    y = np.stack([left, -left * 0 + left], axis=1)
+    y = np.stack([tone(440, 1.0, 44100), 0.6 * tone(1000, 1.0, 44100)], axis=1)  # different channels
     p = write(tmp_path / "s.wav", y, 44100)
     out = load_audio(p, sample_rate=22050)
     assert out.shape == (22050,) and out.dtype == np.float32
-    spec = np.abs(np.fft.rfft(out))
-    assert abs(np.argmax(spec) * 22050 / len(out) - 440) < 3
+    amp = 2 * np.abs(np.fft.rfft(out)) / len(out)  # 1 Hz bins: amplitude of each sine
+    # the mean of the channels: each sine at half its channel's amplitude (0.5 and 0.3), nothing else
+    assert amp[440] == pytest.approx(0.25, rel=0.03) and amp[1000] == pytest.approx(0.15, rel=0.03)
+    assert np.delete(amp, [440, 1000]).max() < 0.01
 
 
 def test_mp3_written_and_read_back(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ clip whatever the file length.
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,16 @@ import soundfile as sf
 import soxr
 
 from .config import AudioConfig
+from .dataset import special_file_kind
 from .errors import AudioLoadError
+from .quiet import quiet_decoder
 
 __all__ = ["AudioInfo", "audio_info", "iter_blocks", "iter_clips", "load_clips", "load_audio"]
 
 _BLOCK_SECONDS = 10.0
+# Float files hold samples in about -1..1; far beyond, the features overflow float32 (power is
+# the square of sums of thousands of samples), so such a file is refused with this reason.
+_MAX_ABS_SAMPLE = 1e8
 
 
 @dataclass(frozen=True)
@@ -36,28 +42,34 @@ class AudioInfo:
 def _open(path: str | Path) -> sf.SoundFile:
     path = Path(path)
     try:
-        size = path.stat().st_size
+        st = path.stat()  # follows symlinks; never opens (a FIFO would block)
     except FileNotFoundError as err:
         raise AudioLoadError(path, "file not found") from err
     except OSError as err:
         raise AudioLoadError(path, f"cannot read file ({err.strerror or err})") from err
-    if path.is_dir():
+    if stat.S_ISDIR(st.st_mode):
         raise AudioLoadError(path, "is a folder, not an audio file")
-    if size == 0:
+    if not stat.S_ISREG(st.st_mode):
+        raise AudioLoadError(path, f"not a regular file ({special_file_kind(st.st_mode)})")
+    if st.st_size == 0:
         raise AudioLoadError(path, "empty file (0 bytes)")
     try:
-        return sf.SoundFile(str(path))
+        with quiet_decoder():
+            return sf.SoundFile(str(path))
     except sf.LibsndfileError as err:
-        raise AudioLoadError(path, f"not a readable audio file or corrupt ({_clean(err)})") from err
+        raise AudioLoadError(path, f"not a readable audio file or corrupt ({_clean(err, path)})") from err
     except (RuntimeError, TypeError, ValueError) as err:
         raise AudioLoadError(path, f"not a readable audio file or corrupt ({err})") from err
     except OSError as err:
         raise AudioLoadError(path, f"cannot read file ({err.strerror or err})") from err
 
 
-def _clean(err: Exception) -> str:
+def _clean(err: Exception, path: Path) -> str:
     text = str(err)
-    return text.split(": ", 1)[-1] if "Error opening" in text else text
+    text = text.split(": ", 1)[-1] if "Error opening" in text else text
+    if "not a regular file" in text:  # libsndfile's answer when no decoder accepts the bytes
+        return f"no decodable {path.suffix.lstrip('.').upper() or 'audio'} data: not audio, or damaged"
+    return text
 
 
 def audio_info(path: str | Path) -> AudioInfo:
@@ -85,15 +97,15 @@ def iter_blocks(path: str | Path, *, sample_rate: int, block_seconds: float = _B
         total = 0
         while True:
             try:
-                data = f.read(block, dtype="float32", always_2d=True)
+                with quiet_decoder():  # never around the yield below: only the C call
+                    data = f.read(block, dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError) as err:
                 if total == 0:
-                    raise AudioLoadError(path, f"corrupt audio data ({_clean(err)})") from err
+                    raise AudioLoadError(path, f"corrupt audio data ({_clean(err, Path(path))})") from err
                 break  # truncated file: keep what decoded
             last = len(data) < block
+            _check_samples(path, data)
             mono = _mix_to_mono(data)
-            if mono.size and not np.isfinite(mono).all():
-                raise AudioLoadError(path, "contains NaN or infinite samples")
             total += len(mono)
             out = mono if resampler is None else resampler.resample_chunk(mono, last=last)
             if out.size:
@@ -102,6 +114,18 @@ def iter_blocks(path: str | Path, *, sample_rate: int, block_seconds: float = _B
                 break
         if total == 0:
             raise AudioLoadError(path, "no audio samples (0 frames)")
+
+
+def _check_samples(path: str | Path, data: np.ndarray) -> None:
+    """Refuse non-finite or absurdly large float32 samples ``(frames, channels)`` with a reason
+    (checked before mixing, whose sums could overflow)."""
+    if not data.size:
+        return
+    if not np.isfinite(data).all():
+        raise AudioLoadError(path, "contains NaN or infinite samples")
+    peak = float(max(data.max(), -data.min()))
+    if peak > _MAX_ABS_SAMPLE:
+        raise AudioLoadError(path, f"samples out of range (peak {peak:.3g}; float audio is expected within about ±1)")
 
 
 def _mix_to_mono(data: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import os
+import stat
 import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
@@ -124,6 +125,10 @@ def scan_folder(data_dir: str | Path, *, min_classes: int = 2) -> DatasetScan:
                 if not path.name.startswith(".") and path.suffix.lower() not in (".csv", ".txt", ".md", ".json"):
                     skipped.append(Skipped(str(path), f"unsupported file type '{path.suffix or '(none)'}'"))
                 continue
+            special = _special_reason(path)
+            if special:
+                skipped.append(Skipped(str(path), special))
+                continue
             recordings.append(Recording(path=path, rel_path=rel, label=class_dir.name, group=rel))
             found += 1
         if found == 0:
@@ -142,6 +147,29 @@ def scan_folder(data_dir: str | Path, *, min_classes: int = 2) -> DatasetScan:
 
 def _is_audio(path: Path) -> bool:
     return path.suffix.lower() in AUDIO_EXTENSIONS
+
+
+def _special_reason(path: Path) -> str | None:
+    """Why ``path`` (after symlinks) cannot be read as a file, or ``None`` for a regular file.
+
+    Only ``stat``: a FIFO is never opened (opening one for reading blocks until a writer comes).
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:
+        return f"cannot read file ({err.strerror or err})"
+    if stat.S_ISREG(mode):
+        return None
+    return f"not a regular file ({special_file_kind(mode)})"
+
+
+def special_file_kind(mode: int) -> str:
+    """What a non-regular, non-folder file is, from its ``st_mode``: ``"FIFO"``, ``"device"``, ..."""
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "socket" if stat.S_ISSOCK(mode) else "special file"
 
 
 def _is_under(path: Path, root: Path) -> bool:

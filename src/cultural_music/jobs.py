@@ -31,6 +31,7 @@ from .config import Config
 from .dataset import file_sha256
 from .errors import AudioLoadError, CulturalMusicError, ParameterError
 from .features import feature_batches
+from .orphan import exit_with_owner, owner_token
 
 __all__ = ["ExtractJob", "JobResult", "extract_one", "entry_for", "run_jobs", "register_backend", "local_backend", "chunk_size"]
 
@@ -166,10 +167,12 @@ def extract_one(job: ExtractJob, cfg: Config, cache: FeatureCache) -> JobResult:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(cfg_dict: dict, cache_root: str) -> None:
-    """One BLAS/OpenMP thread per worker: the pool already uses every core."""
+def _init_worker(cfg_dict: dict, cache_root: str, owner: tuple[int, str | None]) -> None:
+    """One BLAS/OpenMP thread per worker (the pool already uses every core); the worker exits
+    when ``owner`` (the pool's process, :func:`orphan.owner_token`) dies, even by SIGKILL."""
     from threadpoolctl import threadpool_limits
 
+    exit_with_owner(owner)
     _WORKER["threads"] = threadpool_limits(1)
     _WORKER["cfg"] = Config.from_dict(cfg_dict)
     _WORKER["cache"] = FeatureCache(cache_root)
@@ -200,7 +203,7 @@ def local_backend(jobs: Sequence[ExtractJob], cfg: Config, cache_root: str, work
     size = chunk_size(len(jobs), workers)
     batches = [list(jobs[i:i + size]) for i in range(0, len(jobs), size)]
     pool = ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=_mp_context(any(j.augment for j in jobs)),
-                               initializer=_init_worker, initargs=(cfg.to_dict(), cache_root))
+                               initializer=_init_worker, initargs=(cfg.to_dict(), cache_root, owner_token()))
     try:
         futures = [pool.submit(_extract_batch, batch) for batch in batches]
         for fut in as_completed(futures):

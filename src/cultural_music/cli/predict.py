@@ -10,6 +10,7 @@ With ``--out``, 0 when the batch completed, bad files included (they are rows wi
 from __future__ import annotations
 
 import json
+import unicodedata
 
 import click
 
@@ -62,13 +63,29 @@ def predict(model_dir: str, paths: tuple[str, ...], out: str | None, resume: boo
             if as_json:
                 click.echo(json.dumps(error_row(path, err.reason)))
             else:
-                click.echo(f"error: {err}", err=True)
+                click.echo(one_line(f"error: {err}"), err=True)
             continue
         if as_json:
             click.echo(json.dumps(prediction_row(pred), ensure_ascii=False))
         else:
-            click.echo(format_prediction(pred))
+            click.echo(one_line(format_prediction(pred)))
             if timeline:
                 click.echo(format_timeline(pred.timeline))
     if failed:
         raise CulturalMusicError(f"{failed} of {len(files)} file(s) could not be labelled")
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters (newline, carriage return, escape, ... and the Unicode line
+    and paragraph separators) written as ``repr``-style escapes (``\\n``, ``\\x1b``), so that
+    a file name cannot split a result line or drive the terminal.  Other text is unchanged."""
+    if text.isprintable():
+        return text
+    return "".join(_escape(ch) if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
+
+
+def _escape(ch: str) -> str:
+    return _ESCAPES.get(ch) or (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
