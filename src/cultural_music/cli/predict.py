@@ -70,7 +70,7 @@ def predict(model_dir: str, paths: tuple[str, ...], out: str | None, resume: boo
         else:
             click.echo(one_line(format_prediction(pred)))
             if timeline:
-                click.echo(format_timeline(pred.timeline))
+                click.echo("\n".join(one_line(line) for line in format_timeline(pred.timeline).splitlines()))
     if failed:
         raise CulturalMusicError(f"{failed} of {len(files)} file(s) could not be labelled")
 
