@@ -90,7 +90,8 @@ def test_model_description(client: TestClient) -> None:
     info = client.get("/api/model").json()
     assert info["classes"] == ["high", "low", "mid"]
     assert info["name"] == "seed-cnn" and info["version"]
-    assert info["limits"] == {"max_upload_mb": 1.0, "max_duration_s": 20.0, "formats": ["flac", "mp3", "ogg", "wav"]}
+    assert info["limits"] == {"max_upload_mb": 1.0, "max_duration_s": 20.0, "max_sample_rate": 192000,
+                              "max_msamples": 180.0, "formats": ["flac", "mp3", "ogg", "wav"]}
 
 
 def test_docs_are_served_locally(client: TestClient) -> None:
@@ -192,6 +193,47 @@ def test_too_long_recording_is_413(model_dir: Path, tmp_path: Path) -> None:
     assert r.status_code == 413
     assert r.json()["detail"] == "three.wav: 3.0 s long; this server accepts recordings up to 2 s"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_costly_header_is_refused_before_decoding(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sample rate and frames x channels are checked from the header; the model never sees the file."""
+    app = create_app(model_dir, max_msamples=0.05, max_sample_rate=96000, upload_dir=tmp_path, warm_up=False)
+    calls: list[Path] = []
+    monkeypatch.setattr(app.state.runner, "predict_file", lambda path, **kw: calls.append(path))
+    eight = np.tile(tone(FREQ["low"], 1.0, 8000)[:, None], (1, 8))  # 8 channels x 8000 frames = 64000 samples
+    with TestClient(app) as c:
+        r = post(c, "eight.flac", audio_bytes(eight, "FLAC"))
+        assert r.status_code == 413
+        assert r.json()["detail"] == ("eight.flac: 1.0 s x 8 channels at 8000 Hz is 0.064 million samples; "
+                                      "this server decodes up to 0.05 million per upload")
+        r = post(c, "fast.wav", audio_bytes(tone(FREQ["low"], 0.1, 8000), sr=192000))
+        assert r.status_code == 422
+        assert r.json()["detail"] == "fast.wav: sample rate 192000 Hz; this server accepts up to 96000 Hz"
+    assert calls == [] and list(tmp_path.iterdir()) == []
+
+
+def test_short_upload_is_answered_while_a_long_one_runs(model_dir: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    app = create_app(model_dir, long_msamples=0.02, upload_dir=tmp_path, warm_up=False)
+    runner = app.state.runner
+    original, gate = runner.predict_file, threading.Event()
+
+    def slow_if_long(path: Path, **kw):
+        if kw["filename"] == "long.wav":
+            gate.wait(20)
+        return original(path, **kw)
+
+    monkeypatch.setattr(runner, "predict_file", slow_if_long)
+    try:
+        with TestClient(app) as c, ThreadPoolExecutor(1) as pool:
+            long_job = pool.submit(post, c, "long.wav", tone_bytes("low", seconds=3.0))  # 24000 samples: long lane
+            r = post(c, "short.wav", tone_bytes("high", seconds=1.2))  # 9600 samples: short lane
+            assert r.status_code == 200 and r.json()["label"] == "high"
+            assert not long_job.done()
+            gate.set()
+            assert long_job.result(timeout=30).json()["label"] == "low"
+    finally:
+        gate.set()
 
 
 def test_upload_stops_reading_at_the_limit(tmp_path: Path) -> None:

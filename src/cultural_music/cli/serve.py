@@ -15,7 +15,10 @@ def register(cli: click.Group) -> None:
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=100.0, show_default=True, help="Largest upload in MB (413 past it).")
 @click.option("--max-duration", "max_duration", type=click.FloatRange(min=0, min_open=True), default=1800.0, show_default=True, help="Longest recording in seconds (413 past it).")
-def serve(model_dir: str, host: str, port: int, max_upload_mb: float, max_duration: float) -> None:
+@click.option("--max-sample-rate", type=click.IntRange(min=1), default=192_000, show_default=True, help="Highest native sample rate in Hz (422 past it).")
+@click.option("--max-msamples", type=click.FloatRange(min=0, min_open=True), default=180.0, show_default=True, help="Most samples (frames x channels, millions) decoded per upload (413 past it).")
+def serve(model_dir: str, host: str, port: int, max_upload_mb: float, max_duration: float, max_sample_rate: int,
+          max_msamples: float) -> None:
     """Web page and HTTP API for MODEL_DIR: open http://HOST:PORT/ and drop a recording."""
     try:
         import uvicorn
@@ -23,6 +26,7 @@ def serve(model_dir: str, host: str, port: int, max_upload_mb: float, max_durati
         raise click.ClickException("the web server needs extra packages: pip install 'cultural-music[web]'") from err
     from ..serve import create_app
 
-    app = create_app(model_dir, max_upload_mb=max_upload_mb, max_duration_s=max_duration)
+    app = create_app(model_dir, max_upload_mb=max_upload_mb, max_duration_s=max_duration, max_sample_rate=max_sample_rate,
+                     max_msamples=max_msamples)
     click.echo(f"serving {model_dir} at http://{host}:{port}/ (API docs: /docs); Ctrl+C stops")
     uvicorn.run(app, host=host, port=port, log_level="info")

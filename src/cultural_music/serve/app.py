@@ -16,10 +16,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..errors import check_positive
+from ..audio import audio_info
+from ..errors import AudioLoadError, check_positive
 from .errors import RequestError
 from .runner import ModelRunner
 from .sniff import AUDIO_MEDIA_TYPES, describe_content, sniff_audio
@@ -28,11 +30,19 @@ from .upload import FIELD, receive_upload
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["create_app", "STATIC_DIR", "DEFAULT_MAX_UPLOAD_MB", "DEFAULT_MAX_DURATION_S"]
+__all__ = ["create_app", "STATIC_DIR", "DEFAULT_MAX_UPLOAD_MB", "DEFAULT_MAX_DURATION_S", "DEFAULT_MAX_SAMPLE_RATE",
+           "DEFAULT_MAX_MSAMPLES", "DEFAULT_LONG_MSAMPLES"]
 
 STATIC_DIR = Path(__file__).with_name("static")
 DEFAULT_MAX_UPLOAD_MB = 100.0
 DEFAULT_MAX_DURATION_S = 1800.0
+DEFAULT_MAX_SAMPLE_RATE = 192_000
+"""Highest native sample rate accepted, Hz (422 past it)."""
+DEFAULT_MAX_MSAMPLES = 180.0
+"""Most samples (frames x channels, in millions) one upload may make the server decode: 30 min of
+48 kHz stereo is 173 million; 413 past it."""
+DEFAULT_LONG_MSAMPLES = 6.0
+"""Uploads with more samples (millions) than this go to the long lane (about a minute of 48 kHz stereo)."""
 
 # Everything the page loads comes from this server; nothing may be sent anywhere else.
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
@@ -89,11 +99,74 @@ _PREDICT_BODY = {
 }
 
 
+
+@dataclass(frozen=True)
+class Limits:
+    """What one upload may cost this server (see :func:`create_app` for each field)."""
+
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
+    max_duration_s: float = DEFAULT_MAX_DURATION_S
+    max_sample_rate: int = DEFAULT_MAX_SAMPLE_RATE
+    max_msamples: float = DEFAULT_MAX_MSAMPLES
+    long_msamples: float = DEFAULT_LONG_MSAMPLES
+
+    def check(self) -> None:
+        for name, value in asdict(self).items():
+            check_positive(name, "create_app", value)
+
+    def public(self) -> dict[str, Any]:
+        """The limits ``GET /api/model`` shows."""
+        return {"max_upload_mb": self.max_upload_mb, "max_duration_s": self.max_duration_s,
+                "max_sample_rate": self.max_sample_rate, "max_msamples": self.max_msamples,
+                "formats": sorted(AUDIO_MEDIA_TYPES)}
+
+
+def check_header(path: Path, filename: str, limits: Limits) -> bool:
+    """Refuse an upload whose header promises too much work, before anything is decoded.
+
+    Returns
+    -------
+    bool
+        True when the file is long enough (``frames x channels > long_msamples`` million) to go
+        to the runner's long lane.
+
+    Raises
+    ------
+    RequestError
+        422 unreadable header or a sample rate above ``max_sample_rate`` Hz; 413 longer than
+        ``max_duration_s`` seconds or more than ``max_msamples`` million samples.
+    """
+    try:
+        info = audio_info(path)
+    except AudioLoadError as err:
+        raise RequestError(422, f"{filename}: {err.reason}") from err
+    if info.sample_rate > limits.max_sample_rate:
+        raise RequestError(422, f"{filename}: sample rate {info.sample_rate} Hz; this server accepts up to "
+                                f"{limits.max_sample_rate} Hz")
+    if info.duration > limits.max_duration_s:
+        raise RequestError(413, f"{filename}: {info.duration:.1f} s long; this server accepts recordings up to "
+                                f"{limits.max_duration_s:g} s")
+    msamples = info.duration * info.sample_rate * info.channels / 1e6
+    if msamples > limits.max_msamples:
+        raise RequestError(413, f"{filename}: {info.duration:.1f} s x {info.channels} channels at {info.sample_rate} Hz "
+                                f"is {f'{msamples:.0f}' if msamples >= 10 else f'{msamples:.2g}'} million samples; this server decodes up to {limits.max_msamples:g} "
+                                f"million per upload")
+    return msamples > limits.long_msamples
+
+
+_ERRORS = ((400, "Not a multipart form, no file, or an empty file."), (413, "Upload or recording too large or too long."),
+           (415, "Not an audio file (by content)."), (422, "Audio that cannot be decoded, or a sample rate too high."),
+           (503, "Server busy."))
+
+
 def create_app(
     model_dir: str | Path,
     *,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     max_duration_s: float = DEFAULT_MAX_DURATION_S,
+    max_sample_rate: int = DEFAULT_MAX_SAMPLE_RATE,
+    max_msamples: float = DEFAULT_MAX_MSAMPLES,
+    long_msamples: float = DEFAULT_LONG_MSAMPLES,
     upload_dir: str | Path | None = None,
     max_pending: int = 32,
     warm_up: bool = True,
@@ -108,6 +181,13 @@ def create_app(
         Largest accepted upload in MiB; larger ones get 413, checked while the upload streams.
     max_duration_s
         Longest accepted recording in seconds (from the file header); longer ones get 413.
+    max_sample_rate
+        Highest accepted native sample rate in Hz (header); higher ones get 422.
+    max_msamples
+        Most samples (frames x channels, millions, from the header) decoded per upload; 413 past it.
+    long_msamples
+        Uploads with more samples (millions) than this run on the long lane, so they never delay
+        shorter ones.
     upload_dir
         Where the per-request private folders are made (default: the system temp folder).
     max_pending
@@ -128,19 +208,23 @@ def create_app(
     ParameterError
         A limit is not positive.
     """
-    from fastapi import FastAPI, Request
-    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-    from fastapi.staticfiles import StaticFiles
-
     from ..predict import Classifier
-    from .schemas import ErrorResponse, PredictResponse
 
-    check_positive("max_upload_mb", "create_app", max_upload_mb)
-    check_positive("max_duration_s", "create_app", max_duration_s)
+    limits = Limits(max_upload_mb, max_duration_s, max_sample_rate, max_msamples, long_msamples)
+    limits.check()
     check_positive("max_pending", "create_app", max_pending)
-    max_bytes = int(max_upload_mb * 2**20)
     runner = ModelRunner(Classifier.load(model_dir), max_pending=max_pending)
-    limits = {"max_upload_mb": max_upload_mb, "max_duration_s": max_duration_s, "formats": sorted(AUDIO_MEDIA_TYPES)}
+    app = _new_app(runner, limits, warm_up=warm_up)
+    _add_predict_route(app, runner, limits, upload_dir)
+    _add_pages(app)
+    app.add_middleware(_SecurityHeaders)  # type: ignore[arg-type]
+    return app
+
+
+def _new_app(runner: ModelRunner, limits: Limits, *, warm_up: bool) -> "FastAPI":
+    """The FastAPI app with its lifespan (warm-up, shutdown), error handler and ``/api/model``."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -149,28 +233,32 @@ def create_app(
         yield
         runner.close()
 
-    swagger, openapi_version = _swagger_dir()
     app = FastAPI(title="cultural-music", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="Name the kind of music of a recording. Everything runs on this machine.")
-    app.openapi_version = openapi_version
+    app.openapi_version = _swagger_dir()[1]
     app.state.runner = runner
-    app.state.limits = limits
-    errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse, "description": text} for code, text in (
-        (400, "Not a multipart form, no file, or an empty file."), (413, "Upload or recording too large or too long."),
-        (415, "Not an audio file (by content)."), (422, "Audio that cannot be decoded."), (503, "Server busy."))}
+    app.state.limits = limits.public()
 
     @app.exception_handler(RequestError)
     async def _request_error(_: Request, err: RequestError) -> JSONResponse:
         return JSONResponse({"detail": err.message}, status_code=err.status)
 
-    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
-    async def index() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", headers={"cache-control": "no-cache"})
-
     @app.get("/api/model", summary="Describe the model", response_model=dict[str, Any])
     async def model_info() -> dict[str, Any]:
         """Name, version, classes, settings and headline metrics of the model, and this server's limits."""
-        return {**runner.info, "limits": limits}
+        return {**runner.info, "limits": app.state.limits}
+
+    return app
+
+
+def _add_predict_route(app: "FastAPI", runner: ModelRunner, limits: Limits, upload_dir: str | Path | None) -> None:
+    """``POST /api/predict``: receive, sniff, check the header, then queue on a model lane."""
+    from fastapi import Request
+
+    from .schemas import ErrorResponse, PredictResponse
+
+    max_bytes = int(limits.max_upload_mb * 2**20)
+    errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse, "description": text} for code, text in _ERRORS}
 
     @app.post("/api/predict", summary="Name the kind of music of an uploaded recording",
               response_model=PredictResponse, responses=errors, openapi_extra={"requestBody": _PREDICT_BODY})
@@ -186,8 +274,9 @@ def create_app(
                 raise RequestError(415, f"{upload.filename}: not a recording this server reads (WAV, FLAC, OGG or MP3); "
                                         f"its content looks like {describe_content(upload.head)}")
             path = upload.path.rename(folder / f"upload.{fmt}")
+            long = await asyncio.to_thread(check_header, path, upload.filename, limits)
             job = runner.submit(functools.partial(runner.predict_file, path, filename=upload.filename,
-                                                  max_duration=max_duration_s))
+                                                  max_duration=limits.max_duration_s), long=long)
             result = await asyncio.wrap_future(job)
         finally:
             remove = functools.partial(shutil.rmtree, folder, ignore_errors=True)
@@ -196,6 +285,18 @@ def create_app(
             else:
                 remove()
         return {**result, "format": fmt, "elapsed": time.perf_counter() - t0}
+
+
+def _add_pages(app: "FastAPI") -> None:
+    """The page at ``/``, its assets under ``/static`` and the OpenAPI UI at ``/docs`` (all local)."""
+    from fastapi.responses import FileResponse, HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    swagger, _ = _swagger_dir()
+
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"cache-control": "no-cache"})
 
     if swagger is not None:
         app.mount("/static/swagger-ui", StaticFiles(directory=swagger), name="swagger-ui")
@@ -209,5 +310,3 @@ def create_app(
         return FileResponse(STATIC_DIR / "docs.html")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.add_middleware(_SecurityHeaders)  # type: ignore[arg-type]
-    return app
