@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import socket
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -273,6 +275,77 @@ def test_eight_parallel_uploads_all_answered(client: TestClient, uploads: Path, 
     assert [a.json()["filename"] for a in answers] == [f"{k}-{i}.wav" for i, k in enumerate(labels)]
     assert modes == [0o700] * 8
     assert_no_uploads_left(uploads)
+
+
+def test_temp_disk_budget_is_shared_and_given_back(model_dir: Path, tmp_path: Path) -> None:
+    app = create_app(model_dir, max_temp_mb=0.01, upload_dir=tmp_path, warm_up=False)  # 10 KiB for all uploads
+    with TestClient(app) as c:
+        r = post(c, "big.wav", tone_bytes("low", seconds=1.0))  # 16 KB
+        assert r.status_code == 507
+        assert r.json()["detail"] == ("big.wav: the server's space for uploads in progress (0 MB) is full; "
+                                      "try again in a minute")
+        for _ in range(3):  # the space is given back after every answer
+            assert post(c, "small.wav", tone_bytes("low", seconds=0.4)).status_code == 200
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_temp_folder_is_503(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = create_app(model_dir, upload_dir=tmp_path, warm_up=False)
+
+    def no_handles(*args, **kw):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr("tempfile.mkdtemp", no_handles)
+    with TestClient(app) as c:
+        r = post(c, "a.wav", tone_bytes("low"))
+    assert r.status_code == 503 and r.json()["detail"] == (
+        "server busy: cannot make a temp folder for the upload (Too many open files); try again in a minute")
+
+
+def _stalled_upload(port: int) -> bytes:
+    """Headers and the first 1000 of 100000 promised body bytes: a client that stalls mid-upload."""
+    start = b'--xx\r\nContent-Disposition: form-data; name="file"; filename="slow.wav"\r\n\r\n'
+    return (f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            "Content-Type: multipart/form-data; boundary=xx\r\nContent-Length: 100000\r\n\r\n").encode() + \
+        start + b"\0" * 1000
+
+
+def test_stalled_clients_are_cut_while_others_are_answered(model_dir: Path, tmp_path: Path) -> None:
+    """30 loopback connections stall mid-upload; a normal upload is answered and the 30 get 408 and are closed."""
+    import httpx
+    import uvicorn
+
+    from cultural_music.serve.app import server_config
+
+    app = create_app(model_dir, read_timeout_s=1.0, upload_dir=tmp_path, warm_up=False)
+    server = uvicorn.Server(server_config(app, "127.0.0.1", 0, max_connections=64, keep_alive_s=1, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            time.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        for _ in range(30):
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            socks[-1].sendall(_stalled_upload(port))
+        t0 = time.monotonic()
+        r = httpx.post(f"http://127.0.0.1:{port}/api/predict", files={"file": ("ok.wav", tone_bytes("mid"))}, timeout=30)
+        assert r.status_code == 200 and r.json()["label"] == "mid"
+        for s in socks:
+            answer = b""
+            while chunk := s.recv(65536):  # the server must close the connection (recv times out otherwise)
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
+        assert time.monotonic() - t0 < 10
+    finally:
+        for s in socks:
+            s.close()
+        server.should_exit = True
+        thread.join(10)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_runner_refuses_work_past_max_pending() -> None:

@@ -25,7 +25,7 @@ from ..errors import AudioLoadError, check_positive
 from .errors import RequestError
 from .runner import ModelRunner
 from .sniff import AUDIO_MEDIA_TYPES, describe_content, sniff_audio
-from .upload import FIELD, receive_upload
+from .upload import FIELD, DiskBudget, receive_upload
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -43,6 +43,14 @@ DEFAULT_MAX_MSAMPLES = 180.0
 48 kHz stereo is 173 million; 413 past it."""
 DEFAULT_LONG_MSAMPLES = 6.0
 """Uploads with more samples (millions) than this go to the long lane (about a minute of 48 kHz stereo)."""
+DEFAULT_READ_TIMEOUT_S = 30.0
+"""Longest wait for the next piece of an upload's body, s (408 past it)."""
+DEFAULT_MAX_TEMP_MB = 2048.0
+"""Temp-disk space all uploads in flight may use together, MiB (507 past it)."""
+DEFAULT_MAX_CONNECTIONS = 128
+"""Open connections uvicorn serves at once (503 past it)."""
+DEFAULT_KEEP_ALIVE_S = 5
+"""Seconds an idle keep-alive connection is kept open."""
 
 # Everything the page loads comes from this server; nothing may be sent anywhere else.
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
@@ -109,6 +117,8 @@ class Limits:
     max_sample_rate: int = DEFAULT_MAX_SAMPLE_RATE
     max_msamples: float = DEFAULT_MAX_MSAMPLES
     long_msamples: float = DEFAULT_LONG_MSAMPLES
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
+    max_temp_mb: float = DEFAULT_MAX_TEMP_MB
 
     def check(self) -> None:
         for name, value in asdict(self).items():
@@ -156,7 +166,8 @@ def check_header(path: Path, filename: str, limits: Limits) -> bool:
 
 _ERRORS = ((400, "Not a multipart form, no file, or an empty file."), (413, "Upload or recording too large or too long."),
            (415, "Not an audio file (by content)."), (422, "Audio that cannot be decoded, or a sample rate too high."),
-           (503, "Server busy."))
+           (408, "The upload stalled (no data for the read timeout)."), (503, "Server busy."),
+           (507, "No room left for uploads in progress."))
 
 
 def create_app(
@@ -167,6 +178,8 @@ def create_app(
     max_sample_rate: int = DEFAULT_MAX_SAMPLE_RATE,
     max_msamples: float = DEFAULT_MAX_MSAMPLES,
     long_msamples: float = DEFAULT_LONG_MSAMPLES,
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+    max_temp_mb: float = DEFAULT_MAX_TEMP_MB,
     upload_dir: str | Path | None = None,
     max_pending: int = 32,
     warm_up: bool = True,
@@ -188,6 +201,10 @@ def create_app(
     long_msamples
         Uploads with more samples (millions) than this run on the long lane, so they never delay
         shorter ones.
+    read_timeout_s
+        Longest wait in seconds for the next piece of an upload; a stalled upload gets 408.
+    max_temp_mb
+        Temp-disk MiB all uploads in flight may use together; past it 507.
     upload_dir
         Where the per-request private folders are made (default: the system temp folder).
     max_pending
@@ -210,7 +227,7 @@ def create_app(
     """
     from ..predict import Classifier
 
-    limits = Limits(max_upload_mb, max_duration_s, max_sample_rate, max_msamples, long_msamples)
+    limits = Limits(max_upload_mb, max_duration_s, max_sample_rate, max_msamples, long_msamples, read_timeout_s, max_temp_mb)
     limits.check()
     check_positive("max_pending", "create_app", max_pending)
     runner = ModelRunner(Classifier.load(model_dir), max_pending=max_pending)
@@ -258,6 +275,7 @@ def _add_predict_route(app: "FastAPI", runner: ModelRunner, limits: Limits, uplo
     from .schemas import ErrorResponse, PredictResponse
 
     max_bytes = int(limits.max_upload_mb * 2**20)
+    budget = DiskBudget(int(limits.max_temp_mb * 2**20))
     errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse, "description": text} for code, text in _ERRORS}
 
     @app.post("/api/predict", summary="Name the kind of music of an uploaded recording",
@@ -265,10 +283,11 @@ def _add_predict_route(app: "FastAPI", runner: ModelRunner, limits: Limits, uplo
     async def predict(request: Request) -> dict[str, Any]:
         """Upload one recording as ``multipart/form-data`` in the field ``file``."""
         t0 = time.perf_counter()
-        folder = Path(tempfile.mkdtemp(prefix="cultural-music-upload-", dir=upload_dir))
-        job = None
+        folder = _private_folder(upload_dir)
+        job, disk = None, budget.open()
         try:
-            upload = await receive_upload(request.headers, request.stream(), folder, max_bytes=max_bytes)
+            upload = await receive_upload(request.headers, request.stream(), folder, max_bytes=max_bytes,
+                                          read_timeout_s=limits.read_timeout_s, disk=disk)
             fmt = sniff_audio(upload.head)
             if fmt is None:
                 raise RequestError(415, f"{upload.filename}: not a recording this server reads (WAV, FLAC, OGG or MP3); "
@@ -279,12 +298,41 @@ def _add_predict_route(app: "FastAPI", runner: ModelRunner, limits: Limits, uplo
                                                   max_duration=limits.max_duration_s), long=long)
             result = await asyncio.wrap_future(job)
         finally:
-            remove = functools.partial(shutil.rmtree, folder, ignore_errors=True)
             if job is not None and not job.done():  # cancelled request: delete once the model thread is done
-                job.add_done_callback(lambda _: remove())
+                loop = asyncio.get_running_loop()
+                job.add_done_callback(lambda _: loop.call_soon_threadsafe(_remove, folder, disk))
             else:
-                remove()
+                _remove(folder, disk)
         return {**result, "format": fmt, "elapsed": time.perf_counter() - t0}
+
+
+def _private_folder(upload_dir: str | Path | None) -> Path:
+    """A new mode-0700 folder for one upload; 503 when the system cannot make one (no file handles, disk full)."""
+    try:
+        return Path(tempfile.mkdtemp(prefix="cultural-music-upload-", dir=upload_dir))
+    except OSError as err:
+        raise RequestError(503, f"server busy: cannot make a temp folder for the upload ({err.strerror or err}); "
+                                "try again in a minute") from err
+
+
+def _remove(folder: Path, disk: Any) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    disk.close()
+
+
+def server_config(app: "FastAPI", host: str = "127.0.0.1", port: int = 8000, *,
+                  max_connections: int = DEFAULT_MAX_CONNECTIONS, keep_alive_s: int = DEFAULT_KEEP_ALIVE_S,
+                  log_level: str = "info") -> Any:
+    """The ``uvicorn.Config`` ``cultural-music serve`` runs ``app`` with.
+
+    ``max_connections`` caps open connections (more get 503 at once) and ``keep_alive_s`` closes
+    idle keep-alive connections after that many seconds; a stalled body is cut by the app's
+    ``read_timeout_s``.
+    """
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, limit_concurrency=max_connections,
+                          timeout_keep_alive=keep_alive_s)
 
 
 def _add_pages(app: "FastAPI") -> None:
