@@ -96,6 +96,21 @@ def test_model_description(client: TestClient) -> None:
                               "max_msamples": 180.0, "formats": ["flac", "mp3", "ogg", "wav"]}
 
 
+def test_wording_is_neutral_or_the_models_own(client: TestClient, model_dir: Path, tmp_path: Path) -> None:
+    assert client.get("/api/model").json()["wording"] == "class"
+    for url in ("/", "/static/app.js", "/openapi.json"):
+        assert "kind of music" not in client.get(url).text.lower(), url
+    import json
+    import shutil
+
+    birds = tmp_path / "birds"
+    shutil.copytree(model_dir, birds)
+    meta = json.loads((birds / "model.json").read_text())
+    (birds / "model.json").write_text(json.dumps({**meta, "wording": "bird species"}))
+    with TestClient(create_app(birds, upload_dir=tmp_path, warm_up=False)) as c:
+        assert c.get("/api/model").json()["wording"] == "bird species"
+
+
 def test_docs_are_served_locally(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     body = schema["paths"]["/api/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]

@@ -1,6 +1,6 @@
 """The web app: a one-page UI at ``/`` and a small JSON API, all served from this machine.
 
-``POST /api/predict`` takes a multipart upload (field ``file``) and answers the kind of music;
+``POST /api/predict`` takes a multipart upload (field ``file``) and answers its class;
 ``GET /api/model`` describes the model; ``/docs`` is the OpenAPI UI (served locally).  Uploads
 go to a fresh private folder (mode 0700) per request that is always deleted afterwards.
 FastAPI is imported inside :func:`create_app` only, so the package imports without it.
@@ -164,6 +164,17 @@ def check_header(path: Path, filename: str, limits: Limits) -> bool:
     return msamples > limits.long_msamples
 
 
+def wording(classifier: Any) -> str:
+    """What the model calls one of its classes ("kind of music", "bird species"): model.json's
+    ``wording`` (top level or under ``model``) if it is a short string, else the neutral "class"."""
+    meta = getattr(classifier, "meta", None) or {}
+    model = meta.get("model") if isinstance(meta.get("model"), dict) else {}
+    for value in (meta.get("wording"), model.get("wording")):
+        if isinstance(value, str) and 0 < len(value.strip()) <= 60:
+            return value.strip()
+    return "class"
+
+
 _ERRORS = ((400, "Not a multipart form, no file, or an empty file."), (413, "Upload or recording too large or too long."),
            (415, "Not an audio file (by content)."), (422, "Audio that cannot be decoded, or a sample rate too high."),
            (408, "The upload stalled (no data for the read timeout)."), (503, "Server busy."),
@@ -251,7 +262,7 @@ def _new_app(runner: ModelRunner, limits: Limits, *, warm_up: bool) -> "FastAPI"
         runner.close()
 
     app = FastAPI(title="cultural-music", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
-                  description="Name the kind of music of a recording. Everything runs on this machine.")
+                  description="Name the class of a recording. Everything runs on this machine.")
     app.openapi_version = _swagger_dir()[1]
     app.state.runner = runner
     app.state.limits = limits.public()
@@ -263,7 +274,7 @@ def _new_app(runner: ModelRunner, limits: Limits, *, warm_up: bool) -> "FastAPI"
     @app.get("/api/model", summary="Describe the model", response_model=dict[str, Any])
     async def model_info() -> dict[str, Any]:
         """Name, version, classes, settings and headline metrics of the model, and this server's limits."""
-        return {**runner.info, "limits": app.state.limits}
+        return {**runner.info, "wording": wording(runner.classifier), "limits": app.state.limits}
 
     return app
 
@@ -278,7 +289,7 @@ def _add_predict_route(app: "FastAPI", runner: ModelRunner, limits: Limits, uplo
     budget = DiskBudget(int(limits.max_temp_mb * 2**20))
     errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse, "description": text} for code, text in _ERRORS}
 
-    @app.post("/api/predict", summary="Name the kind of music of an uploaded recording",
+    @app.post("/api/predict", summary="Name the class of an uploaded recording",
               response_model=PredictResponse, responses=errors, openapi_extra={"requestBody": _PREDICT_BODY})
     async def predict(request: Request) -> dict[str, Any]:
         """Upload one recording as ``multipart/form-data`` in the field ``file``."""
