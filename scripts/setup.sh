@@ -17,9 +17,6 @@ if ! "$PIP" install -q -e ".[test,web,onnx,cluster]"; then
   echo "warning: Ray could not be installed; --backend ray and its tests will skip"
   "$PIP" install -q -e ".[test,web,onnx]"
 fi
-# Pretrained musicnn weights ship inside this wheel; its declared deps (TF1, old numpy) are not needed.
-"$VENV/bin/python" -c "import importlib.util as u; exit(0 if u.find_spec('musicnn') else 1)" 2>/dev/null \
-  || "$PIP" install -q --no-deps "musicnn==0.1.0"
 if [ "${1:-}" = "--with-browser" ]; then
   "$PIP" install -q playwright || echo "warning: playwright could not be installed; the browser test will skip"
   if [ ! -x /usr/bin/chromium ]; then

@@ -35,7 +35,6 @@ def test_silence_is_zero_and_level_invariant() -> None:
 # feature kinds: musicnn log-mels and cached musicnn embeddings
 # ------------------------------------------------------------------------------------------
 import dataclasses  # noqa: E402
-import importlib.util  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -43,8 +42,6 @@ import torch  # noqa: E402
 from cultural_music.config import Config, n_patches  # noqa: E402
 from cultural_music.errors import ParameterError  # noqa: E402
 from cultural_music.features import compute_features, musicnn_log_mel  # noqa: E402
-
-needs_weights = pytest.mark.skipif(importlib.util.find_spec("musicnn") is None, reason="musicnn weights not installed")
 
 
 def _cfg(kind: str) -> Config:
@@ -68,7 +65,6 @@ def test_patch_count() -> None:
     assert feature_shape(16000 * 30, fc) == (1506, 11)
 
 
-@needs_weights
 def test_embedding_kind_is_the_backbone_embedding_of_covering_patches() -> None:
     from cultural_music.backbones.musicnn import covering_patches, pretrained
 

@@ -32,22 +32,19 @@ def test_unknown_model() -> None:
 # ------------------------------------------------------------------------------------------
 # new models: registry defaults, shapes, one training step, save/load round trip
 # ------------------------------------------------------------------------------------------
-import importlib.util  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from cultural_music.artifact import load_artifact, save_artifact  # noqa: E402
 from cultural_music.config import Config  # noqa: E402
 from cultural_music.models import check_config, default_config, model_defaults  # noqa: E402
 
-HAVE_MUSICNN = importlib.util.find_spec("musicnn") is not None
-needs_weights = pytest.mark.skipif(not HAVE_MUSICNN, reason="musicnn weights not installed (pip install --no-deps musicnn==0.1.0)")
 
 # (model, config, input rows, frames)
 CASES = [
     ("seed-cnn", Config().replace(features={"n_mels": 16}), 16, 20),
     ("res-cnn", Config().replace(features={"n_mels": 16}), 16, 20),
     ("musicnn", default_config("musicnn"), 1506, 2),
-    pytest.param("musicnn-finetune", default_config("musicnn-finetune"), 96, 63, marks=needs_weights),
+    pytest.param("musicnn-finetune", default_config("musicnn-finetune"), 96, 63),
 ]
 
 

@@ -3,7 +3,6 @@ and the CLI's per-model defaults (``cli/train.py::build_config``)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -15,8 +14,6 @@ from cultural_music.cli.train import DEFAULT_MODEL, build_config
 from cultural_music.models import default_config
 
 from conftest import make_tone_dataset, tone, write
-
-needs_weights = pytest.mark.skipif(importlib.util.find_spec("musicnn") is None, reason="musicnn weights not installed")
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +27,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return data, root / "model"
 
 
-@needs_weights
 def test_model_folder_records_backbone_and_embeddings_are_cached(trained: tuple[Path, Path]) -> None:
     _, model = trained
     meta = json.loads((model / "model.json").read_text())
@@ -41,7 +37,6 @@ def test_model_folder_records_backbone_and_embeddings_are_cached(trained: tuple[
     assert len(cached) == 18 and all(np.load(p).shape == (1, 1506, 1) for p in cached)
 
 
-@needs_weights
 def test_musicnn_head_learns_tones_and_predicts_after_reload(trained: tuple[Path, Path], tmp_path: Path) -> None:
     from cultural_music.evaluate import evaluate_model
     from cultural_music.predict import Classifier

@@ -1,7 +1,9 @@
-"""The musicnn port: TF checkpoint reader, input pipeline and parity with the original TF graph.
+"""The musicnn port: TF checkpoint reader (scripts/_tf_bundle.py, used by the weight conversion),
+input pipeline and parity of the packaged weights with the original TF graph.
 
-Parity tests need the weights (`pip install --no-deps musicnn==0.1.0`) and the reference file
-../shared/data/reference/musicnn_reference.npz (next to the checkout); they are skipped, saying why, without them.
+Parity tests need the reference file ../shared/data/reference/musicnn_reference.npz (next to the
+checkout); they are skipped, saying why, without it.  The test on the original checkpoint needs
+the musicnn==0.1.0 wheel installed (a conversion source only; the package does not use it).
 """
 
 from __future__ import annotations
@@ -17,18 +19,21 @@ import pytest
 import torch
 
 from cultural_music.backbones import musicnn as mn
-from cultural_music.backbones.tf_bundle import _CRC_TABLE, crc32c, read_tf_checkpoint
+from cultural_music.backbones import packaged
 from cultural_music.errors import ModelLoadError, ParameterError
 
 from conftest import SHARED
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from _tf_bundle import _CRC_TABLE, crc32c, read_tf_checkpoint  # noqa: E402
 
 # ../shared next to the checkout (CI, development), else the development machine's copy
 REFERENCE = next((p for p in (SHARED / "reference" / "musicnn_reference.npz", Path("/work/shared/data/reference/musicnn_reference.npz"))
                   if p.exists()), SHARED / "reference" / "musicnn_reference.npz")
 HAVE_MUSICNN = importlib.util.find_spec("musicnn") is not None
-needs_weights = pytest.mark.skipif(
+needs_tf_checkpoint = pytest.mark.skipif(
     not HAVE_MUSICNN,
-    reason="musicnn weights not installed (pip install --no-deps musicnn==0.1.0)",
+    reason="original musicnn checkpoint not installed (pip install --no-deps musicnn==0.1.0)",
 )
 needs_reference = pytest.mark.skipif(
     not REFERENCE.exists(), reason=f"reference outputs not found at {REFERENCE}"
@@ -79,14 +84,16 @@ def _with_trailer(block: bytes) -> bytes:
     return block + b"\x00" + struct.pack("<I", _mask(crc32c(block + b"\x00")))
 
 
-def _write_bundle(prefix: Path, tensors: dict[str, np.ndarray]) -> None:
+def _write_bundle(prefix: Path, tensors: dict[str, np.ndarray], strings: tuple[str, ...] = ()) -> None:
+    """float32 tensors, plus 0-d DT_STRING entries named ``strings`` (as TF2's object graph)."""
     data, entries = bytearray(), [(b"", b"\x08\x01")]  # BundleHeaderProto{num_shards: 1}
-    for name in sorted(tensors):
-        arr = np.asarray(tensors[name], dtype="<f4")  # keeps 0-d shapes
-        raw = arr.tobytes()
+    for name in sorted([*tensors, *strings]):
+        is_string = name in strings
+        arr = np.zeros((), "<f4") if is_string else np.asarray(tensors[name], dtype="<f4")
+        raw = b"\x05hello" if is_string else arr.tobytes()
         dim_msgs = [b"\x08" + _varint(size) for size in arr.shape]  # TensorShapeProto.Dim
         dims = b"".join(b"\x12" + _varint(len(d)) + d for d in dim_msgs)
-        value = b"\x08\x01" + b"\x12" + _varint(len(dims)) + dims
+        value = (b"\x08\x07" if is_string else b"\x08\x01") + b"\x12" + _varint(len(dims)) + dims
         value += b"\x20" + _varint(len(data)) + b"\x28" + _varint(len(raw))
         value += b"\x35" + struct.pack("<I", _mask(crc32c(raw)))
         entries.append((name.encode(), value))
@@ -181,9 +188,27 @@ def test_reader_edited_or_truncated_data(bundle: tuple[Path, dict[str, np.ndarra
         read_tf_checkpoint(prefix)
 
 
-@needs_weights
+def _musicnn_checkpoint(name: str) -> Path:
+    spec = importlib.util.find_spec("musicnn")
+    assert spec is not None and spec.submodule_search_locations
+    return Path(next(iter(spec.submodule_search_locations))) / name
+
+
+def test_reader_skips_tf2_object_graph(tmp_path: Path) -> None:
+    # TF2 checkpoints (YAMNet's) hold a DT_STRING bookkeeping entry; other strings are refused
+    w = np.arange(3, dtype=np.float32)
+    _write_bundle(tmp_path / "m", {"w": w}, strings=("_CHECKPOINTABLE_OBJECT_GRAPH",))
+    got = read_tf_checkpoint(tmp_path / "m")
+    assert set(got) == {"w"}
+    np.testing.assert_array_equal(got["w"], w)
+    _write_bundle(tmp_path / "s", {"w": w}, strings=("vocabulary",))
+    with pytest.raises(ModelLoadError, match=r"s\.index: tensor 'vocabulary' has unsupported TensorFlow dtype 7"):
+        read_tf_checkpoint(tmp_path / "s")
+
+
+@needs_tf_checkpoint
 def test_reader_on_musicnn_checkpoint(tmp_path: Path) -> None:
-    folder = mn._checkpoint_dir("MSD_musicnn")
+    folder = _musicnn_checkpoint("MSD_musicnn")
     tensors = read_tf_checkpoint(folder)
     assert tensors["conv2d/kernel"].shape == (7, 38, 1, 204)
     assert tensors["dense/kernel"].shape == (1506, 200)
@@ -254,7 +279,6 @@ def test_untrained_shapes_and_param_count() -> None:
         model(torch.zeros(1, 187, 64))
 
 
-@needs_weights
 @needs_reference
 @pytest.mark.parametrize("name", mn.MODEL_NAMES)
 def test_parity_with_tensorflow(
@@ -271,7 +295,6 @@ def test_parity_with_tensorflow(
         )
 
 
-@needs_weights
 @needs_reference
 def test_embedding_and_batching(
     models: dict[str, mn.MusicnnBackbone], reference: dict[str, np.ndarray]
@@ -288,15 +311,15 @@ def test_embedding_and_batching(
     torch.testing.assert_close(single["taggram"][0], out["taggram"][0], atol=1e-5, rtol=0)
 
 
-@needs_weights
 def test_loader_does_not_import_musicnn_or_tensorflow() -> None:
     mn.load_musicnn("MTT_musicnn")
     assert "musicnn" not in sys.modules and "tensorflow" not in sys.modules
+    assert importlib.util.find_spec("cultural_music.backbones.tf_bundle") is None  # conversion-only code
 
 
-def test_loader_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_loader_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     with pytest.raises(ParameterError, match="MSD_vgg"):
         mn.load_musicnn("MSD_vgg")
-    monkeypatch.setattr(mn.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ModelLoadError, match=r"pip install --no-deps musicnn==0\.1\.0"):
+    monkeypatch.setattr(packaged, "WEIGHTS_DIR", tmp_path)  # an install without the weights
+    with pytest.raises(ModelLoadError, match=r"MSD_musicnn\.safetensors: cannot read .*reinstall cultural-music"):
         mn.load_musicnn()

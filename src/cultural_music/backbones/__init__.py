@@ -1,28 +1,35 @@
 """Pretrained feature extractors (backbones) for the classifier heads.
 
-``musicnn`` (torch) is imported lazily, so ``import cultural_music.backbones`` stays light.
+``musicnn`` and ``yamnet`` (torch) are imported lazily, so ``import cultural_music.backbones``
+stays light.  Their weights ship inside the package (``backbones/weights/``, see
+:mod:`cultural_music.backbones.packaged`).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from .tf_bundle import read_tf_checkpoint
-
 __all__ = [
-    "read_tf_checkpoint",
     "MusicnnBackbone",
     "load_musicnn",
     "musicnn_logmel",
     "patches",
+    "YamnetBackbone",
+    "load_yamnet",
+    "pretrained_yamnet",
+    "yamnet_log_mel",
+    "yamnet_patches",
 ]
 
-_MUSICNN_NAMES = {"MusicnnBackbone", "load_musicnn", "musicnn_logmel", "patches"}
+_LAZY = {
+    "MusicnnBackbone": "musicnn", "load_musicnn": "musicnn", "musicnn_logmel": "musicnn",
+    "patches": "musicnn", "YamnetBackbone": "yamnet", "load_yamnet": "yamnet",
+    "pretrained_yamnet": "yamnet", "yamnet_log_mel": "yamnet", "yamnet_patches": "yamnet",
+}  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
-    if name in _MUSICNN_NAMES:
-        from . import musicnn
-
-        return getattr(musicnn, name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'cultural_music.backbones' has no attribute {name!r}")

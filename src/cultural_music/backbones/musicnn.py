@@ -1,10 +1,9 @@
 """PyTorch port of the pretrained *musicnn* audio-tagging networks (Pons & Serra, 2019).
 
-The weights are the TensorFlow-1 checkpoints shipped inside the ``musicnn==0.1.0`` wheel (ISC
-license), read with :func:`~cultural_music.backbones.tf_bundle.read_tf_checkpoint`; neither
-TensorFlow nor the ``musicnn`` module itself is imported.  Install the weights with::
-
-    pip install --no-deps musicnn==0.1.0
+The weights ship with this package (``weights/MSD_musicnn.safetensors``,
+``weights/MTT_musicnn.safetensors``, SHA-256 checked on load), converted once by
+``scripts/convert_weights.py`` from the TensorFlow-1 checkpoints inside the ``musicnn==0.1.0``
+wheel (ISC licence); neither TensorFlow nor the ``musicnn`` wheel is needed.
 
 The architecture follows ``musicnn/models.py::build_musicnn`` layer by layer (names in brackets
 are the TensorFlow variable scopes):
@@ -28,8 +27,6 @@ All batch norms use TensorFlow's default epsilon 1e-3.
 from __future__ import annotations
 
 import functools
-import importlib.util
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -40,7 +37,7 @@ from torch import nn
 from ..config import (MUSICNN_BACKBONES, MUSICNN_EMBEDDING_DIM, MUSICNN_HOP, MUSICNN_N_FFT, MUSICNN_N_MELS,
                       MUSICNN_PATCH_FRAMES, MUSICNN_SAMPLE_RATE, n_patches)
 from ..errors import ModelLoadError, ParameterError
-from .tf_bundle import read_tf_checkpoint
+from .packaged import load_weights
 
 __all__ = [
     "SAMPLE_RATE",
@@ -401,94 +398,14 @@ class MusicnnBackbone(nn.Module):
         feats = self.features(x)
         return torch.cat([feats.mean(dim=2), feats.amax(dim=2)], dim=1)
 
-    # ----------------------------------------------------------------------------------------
-    def load_tf_weights(self, tensors: dict[str, np.ndarray], source: str = "checkpoint") -> None:
-        """Copy weights from a musicnn TF checkpoint (as read by ``read_tf_checkpoint``).
-
-        Raises :class:`ModelLoadError` naming ``source`` when a variable is missing or has
-        the wrong shape.
-        """
-
-        def get(name: str, shape: tuple[int, ...]) -> torch.Tensor:
-            if name not in tensors:
-                raise ModelLoadError(f"{source}: variable {name!r} is missing")
-            arr = np.asarray(tensors[name], dtype=np.float32)
-            if arr.shape != shape:
-                raise ModelLoadError(
-                    f"{source}: variable {name!r} has shape {arr.shape}, expected {shape}"
-                )
-            return torch.from_numpy(arr.copy())
-
-        def conv(mod: nn.Conv2d | nn.Conv1d, scope: str) -> None:
-            w = mod.weight
-            if isinstance(mod, nn.Conv2d):  # TF HWIO -> torch OIHW
-                o, i, kh, kw = w.shape
-                k = get(f"{scope}/kernel", (kh, kw, i, o)).permute(3, 2, 0, 1)
-            else:  # TF kernel (7, C_in, 1, C_out) over the (time, channel) plane -> (O, I, 7)
-                o, i, kt = w.shape
-                k = get(f"{scope}/kernel", (kt, i, 1, o))[:, :, 0, :].permute(2, 1, 0)
-            w.copy_(k)
-            assert mod.bias is not None
-            mod.bias.copy_(get(f"{scope}/bias", (o,)))
-
-        def bn(mod: nn.BatchNorm1d | nn.BatchNorm2d, scope: str) -> None:
-            n = (mod.num_features,)
-            mod.weight.copy_(get(f"{scope}/gamma", n))
-            mod.bias.copy_(get(f"{scope}/beta", n))
-            assert mod.running_mean is not None and mod.running_var is not None
-            mod.running_mean.copy_(get(f"{scope}/moving_mean", n))
-            mod.running_var.copy_(get(f"{scope}/moving_variance", n))
-
-        def dense(mod: nn.Linear, scope: str) -> None:
-            mod.weight.copy_(get(f"{scope}/kernel", (mod.in_features, mod.out_features)).T)
-            mod.bias.copy_(get(f"{scope}/bias", (mod.out_features,)))
-
-        def suffix(i: int) -> str:
-            return "" if i == 0 else f"_{i}"
-
-        with torch.no_grad():
-            bn(self.input_bn, "batch_normalization")
-            for i, block in enumerate(self.frontend):
-                conv(block.conv, f"conv2d{suffix(i)}")
-                bn(block.bn, f"batch_normalization_{i + 1}")
-            for i, mid in enumerate(self.midend):
-                conv(mid.conv, f"conv2d_{i + 5}")
-                bn(mid.bn, f"batch_normalization_{i + 6}")
-            bn(self.pool_bn, "batch_normalization_9")
-            dense(self.dense, "dense")
-            bn(self.dense_bn, "batch_normalization_10")
-            dense(self.output, "dense_1")
-
     @classmethod
     def from_pretrained(cls, name: str = "MSD_musicnn") -> MusicnnBackbone:
         """Same as :func:`load_musicnn`."""
         return load_musicnn(name)
 
 
-def _checkpoint_dir(name: str) -> Path:
-    """Folder of the ``name`` checkpoint inside the installed musicnn package (not imported)."""
-    try:
-        spec = importlib.util.find_spec("musicnn")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError(
-            "the pretrained musicnn weights are not installed; run "
-            "`pip install --no-deps musicnn==0.1.0`"
-        )
-    for location in spec.submodule_search_locations:
-        folder = Path(location) / name
-        if folder.is_dir():
-            return folder
-    raise ModelLoadError(
-        f"{Path(next(iter(spec.submodule_search_locations))) / name}: checkpoint folder missing "
-        "from the installed musicnn package; reinstall with "
-        "`pip install --no-deps --force-reinstall musicnn==0.1.0`"
-    )
-
-
 def load_musicnn(name: str = "MSD_musicnn") -> MusicnnBackbone:
-    """Build a pretrained musicnn network from the checkpoint in the installed wheel.
+    """Build a pretrained musicnn network from the weights shipped in the package.
 
     Parameters
     ----------
@@ -505,15 +422,17 @@ def load_musicnn(name: str = "MSD_musicnn") -> MusicnnBackbone:
     ParameterError
         ``name`` is not one of :data:`MODEL_NAMES`.
     ModelLoadError
-        The ``musicnn`` package is not installed, or its checkpoint is missing or corrupt.
+        The packaged weights file is missing, or edited/damaged (SHA-256 mismatch).
     """
     if name not in MODEL_NAMES:
         raise ParameterError(
             f"The 'name' parameter of load_musicnn must be one of {MODEL_NAMES}. "
             f"Got {name!r} instead."
         )
-    folder = _checkpoint_dir(name)
-    tensors = read_tf_checkpoint(folder)
+    state, _ = load_weights(name)
     model = MusicnnBackbone(n_tags=50, tags=MSD_TAGS if name.startswith("MSD") else MTT_TAGS)
-    model.load_tf_weights(tensors, source=str(folder / ".index"))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelLoadError(f"{name}.safetensors: weights do not fit the network: {exc}") from exc
     return model.eval()

@@ -1,5 +1,8 @@
 """Read TensorFlow (1.x/2.x) checkpoints -- "tensor bundles" -- without TensorFlow.
 
+Used only by ``scripts/convert_weights.py`` (the one-time conversion of the pretrained weights
+to safetensors); the installed package never imports it.
+
 A checkpoint with prefix ``P`` is two kinds of file:
 
 - ``P.index``: an SSTable (LevelDB table format).  Each key is a variable name; each value is a
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelLoadError
+from cultural_music.errors import ModelLoadError
 
 __all__ = ["read_tf_checkpoint", "crc32c"]
 
@@ -30,6 +33,7 @@ _FOOTER_LEN = 48  # two BlockHandles padded to 40 bytes + 8-byte magic
 _BLOCK_TRAILER_LEN = 5  # compression type byte + masked crc32c (fixed32)
 
 # tensorflow/core/framework/types.proto -> numpy (little-endian)
+_DT_STRING = 7  # skipped: TF2's _CHECKPOINTABLE_OBJECT_GRAPH bookkeeping entry, not a weight
 _DTYPES: dict[int, np.dtype] = {
     1: np.dtype("<f4"),  # DT_FLOAT
     2: np.dtype("<f8"),  # DT_DOUBLE
@@ -318,6 +322,8 @@ def read_tf_checkpoint(
     shards: dict[int, bytes] = {}
     out: dict[str, np.ndarray] = {}
     for name, e in entries.items():
+        if e["dtype"] == _DT_STRING and name == "_CHECKPOINTABLE_OBJECT_GRAPH":
+            continue
         shard = e["shard_id"]
         data_path = Path(f"{text}.data-{shard:05d}-of-{n_shards:05d}")
         if shard not in shards:
