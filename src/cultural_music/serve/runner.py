@@ -1,10 +1,8 @@
-"""The app's one loaded model and the two worker threads ("lanes") that run it.
+"""The app's one loaded model and the single worker thread that runs it.
 
-Requests are received concurrently; decode + inference run on two dedicated threads, one file
-at a time each: a *short* lane for ordinary uploads and a *long* lane for uploads whose header
-promises much decoding work, so one long recording never keeps a short one waiting.  (Inference
-is a read-only forward pass in eval mode under ``torch.no_grad``, safe from two threads.)
-Waiting work is bounded: past ``max_pending`` queued files a request is refused with 503.
+Requests are received concurrently, but every decode + inference runs on one dedicated thread,
+one file at a time, so the PyTorch module is never called from two threads at once.  Waiting
+work is bounded: past ``max_pending`` queued files a request is refused with 503.
 """
 
 from __future__ import annotations
@@ -37,14 +35,13 @@ class ModelRunner:
         The loaded model (``Classifier.load(model_dir)``): ``predict(path)`` returning a
         :class:`~cultural_music.predict.Prediction`, and ``describe()``.
     max_pending
-        Files allowed to wait or run at once (both lanes together); one more is refused with 503.
+        Files allowed to wait or run at once; one more is refused with 503.
     """
 
     def __init__(self, classifier: Any, *, max_pending: int = 32) -> None:
         self.classifier = classifier
         self.max_pending = max_pending
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cultural-music-predict")
-        self._long_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cultural-music-predict-long")
         self._lock = threading.Lock()
         self._pending = 0
         self.info: dict[str, Any] = dict(classifier.describe())
@@ -52,8 +49,8 @@ class ModelRunner:
         #: ``{"name", "version"}`` of the model, for every answer
         self.model_ref = {"name": str(self.info.get("name")), "version": None if version is None else str(version)}
 
-    def submit(self, fn: Callable[..., T], *args: Any, long: bool = False) -> Future[T]:
-        """Queue ``fn(*args)`` on the short lane, or on the long lane if ``long``.
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Queue ``fn(*args)`` on the model thread.
 
         Raises
         ------
@@ -65,7 +62,7 @@ class ModelRunner:
                 raise RequestError(503, f"server busy: {self._pending} recordings are waiting; try again in a minute")
             self._pending += 1
         try:
-            future = (self._long_executor if long else self._executor).submit(fn, *args)
+            future = self._executor.submit(fn, *args)
         except BaseException:
             self._release(None)
             raise
@@ -141,6 +138,5 @@ class ModelRunner:
             shutil.rmtree(folder, ignore_errors=True)
 
     def close(self) -> None:
-        """Stop the model threads (queued work is dropped)."""
+        """Stop the model thread (queued work is dropped)."""
         self._executor.shutdown(wait=False, cancel_futures=True)
-        self._long_executor.shutdown(wait=False, cancel_futures=True)

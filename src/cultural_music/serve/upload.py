@@ -7,7 +7,6 @@ can make the server hold or store more than ``max_bytes`` of it.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import BinaryIO
 from .errors import RequestError
 from .sniff import SNIFF_BYTES
 
-__all__ = ["FIELD", "Upload", "DiskBudget", "Reservation", "receive_upload"]
+__all__ = ["FIELD", "Upload", "receive_upload"]
 
 FIELD = "file"
 """Name of the form field that holds the recording."""
@@ -58,48 +57,12 @@ def _mb(n_bytes: int) -> str:
     return f"{n_bytes / 2**20:.1f}".rstrip("0").rstrip(".") + " MB"
 
 
-class DiskBudget:
-    """Temp-disk bytes all uploads in flight may use together; past it an upload gets 507.
-
-    Used from the event loop only (no lock needed).
-    """
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.used = 0
-
-    def open(self) -> "Reservation":
-        """A reservation for one request; close it once the request's files are deleted."""
-        return Reservation(self)
-
-
-class Reservation:
-    """The bytes one request holds of a :class:`DiskBudget`."""
-
-    def __init__(self, budget: DiskBudget) -> None:
-        self.budget = budget
-        self.held = 0
-
-    def take(self, n_bytes: int, filename: str | None) -> None:
-        """Hold ``n_bytes`` more; raises RequestError 507 when the budget has no room."""
-        if self.budget.used + n_bytes > self.budget.max_bytes:
-            raise RequestError(507, f"{filename or 'upload'}: the server's space for uploads in progress "
-                                    f"({_mb(self.budget.max_bytes)}) is full; try again in a minute")
-        self.budget.used += n_bytes
-        self.held += n_bytes
-
-    def close(self) -> None:
-        self.budget.used -= self.held
-        self.held = 0
-
-
 class _FormReader:
     """Callbacks for ``python_multipart.MultipartParser``; writes the first ``file`` part."""
 
-    def __init__(self, target: Path, max_bytes: int, disk: Reservation | None) -> None:
+    def __init__(self, target: Path, max_bytes: int) -> None:
         self.target = target
         self.max_bytes = max_bytes
-        self.disk = disk
         self.name = b""
         self.value = b""
         self.disposition = b""
@@ -143,8 +106,6 @@ class _FormReader:
         self.size += len(chunk)
         if self.size > self.max_bytes:
             raise RequestError(413, f"{self.filename}: larger than the {_mb(self.max_bytes)} this server accepts")
-        if self.disk is not None:
-            self.disk.take(len(chunk), self.filename)
         if len(self.head) < SNIFF_BYTES:
             self.head += chunk[: SNIFF_BYTES - len(self.head)]
         assert self.file is not None
@@ -161,22 +122,8 @@ class _FormReader:
             self.file = None
 
 
-async def _timed(chunks: AsyncIterator[bytes], timeout: float | None) -> AsyncIterator[bytes]:
-    """``chunks``, but a wait of more than ``timeout`` seconds for the next one raises RequestError 408."""
-    it = chunks.__aiter__()
-    while True:
-        try:
-            chunk = await asyncio.wait_for(it.__anext__(), timeout)
-        except StopAsyncIteration:
-            return
-        except asyncio.TimeoutError:
-            raise RequestError(408, f"the upload stalled: no data for {timeout:g} s; send it again") from None
-        yield chunk
-
-
 async def receive_upload(
-    headers: Mapping[str, str], chunks: AsyncIterator[bytes], folder: Path, *, max_bytes: int,
-    read_timeout_s: float | None = None, disk: Reservation | None = None,
+    headers: Mapping[str, str], chunks: AsyncIterator[bytes], folder: Path, *, max_bytes: int
 ) -> Upload:
     """Stream a ``multipart/form-data`` body and save its ``file`` part as ``folder/upload``.
 
@@ -190,17 +137,12 @@ async def receive_upload(
         A private folder owned by the caller, who deletes it afterwards.
     max_bytes
         Largest accepted file in bytes.
-    read_timeout_s
-        Longest wait for the next piece of the body, in seconds (None: no limit).
-    disk
-        The request's share of the server's temp-disk budget; every byte written is taken from it.
 
     Raises
     ------
     RequestError
         400: not a multipart form, malformed, no ``file`` part or an empty file; 413: larger
-        than ``max_bytes`` (checked against ``Content-Length`` first, then while streaming);
-        408: the client sent nothing for ``read_timeout_s``; 507: the temp-disk budget is full.
+        than ``max_bytes`` (checked against ``Content-Length`` first, then while streaming).
     """
     from python_multipart.exceptions import FormParserError
     from python_multipart.multipart import MultipartParser, parse_options_header
@@ -211,13 +153,13 @@ async def receive_upload(
     length = headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > max_bytes + _FORM_SLACK:
         raise RequestError(413, f"upload of {_mb(int(length))} is larger than the {_mb(max_bytes)} this server accepts")
-    reader = _FormReader(folder / "upload", max_bytes, disk)
+    reader = _FormReader(folder / "upload", max_bytes)
     callbacks = {name: getattr(reader, name) for name in (
         "on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_headers_finished",
         "on_part_data", "on_part_end")}
     try:
         parser = MultipartParser(params[b"boundary"], callbacks)  # type: ignore[arg-type]
-        async for chunk in _timed(chunks, read_timeout_s):
+        async for chunk in chunks:
             parser.write(chunk)
         parser.finalize()
     except FormParserError as err:

@@ -67,12 +67,7 @@
       classes = info.classes || [];
       limits = info.limits || null;
       const version = info.version ? ` ${info.version}` : "";
-      $("model-line").textContent = `Model: ${info.name}${version} · ${classes.length} classes: ${classes.join(", ")}`;
-      const word = typeof info.wording === "string" && info.wording ? info.wording : "class";
-      if (word !== "class") {  // the model's own word for its classes, e.g. "bird species"
-        $("heading").textContent = `Name the ${word} of a recording`;
-        $("kind-heading").textContent = word.charAt(0).toUpperCase() + word.slice(1);
-      }
+      $("model-line").textContent = `Model: ${info.name}${version} · ${classes.length} kinds: ${classes.join(", ")}`;
       if (limits) {
         $("limits").textContent = `WAV, FLAC, OGG or MP3 · up to ${limits.max_upload_mb}\u00a0MB and ${span(limits.max_duration_s)}`;
       }
