@@ -177,6 +177,14 @@ class _Service:
         self.space.sweep()
 
 
+async def _request_error(_: "Request", err: RequestError) -> Any:
+    """``{"detail": message}`` with the error's status; closes the connection when the body was not read."""
+    from fastapi.responses import JSONResponse
+
+    headers = {"connection": "close"} if err.status in _CLOSE_AFTER else None
+    return JSONResponse({"detail": err.message}, status_code=err.status, headers=headers)
+
+
 def _add_api_routes(app: "FastAPI", service: _Service) -> None:
     from fastapi import Request
 
@@ -260,7 +268,6 @@ def create_app(
         A limit is not positive, or not a known limit.
     """
     from fastapi import FastAPI
-    from fastapi.responses import JSONResponse
 
     service = _Service(model_dir, Limits.of(limits, **limit_changes), upload_dir)
 
@@ -275,11 +282,7 @@ def create_app(
     app.state.runner, app.state.long_runner, app.state.space = service.runner, service.long_runner, service.space
     app.state.limits = service.limits
 
-    @app.exception_handler(RequestError)
-    async def _request_error(_: "Request", err: RequestError) -> JSONResponse:
-        headers = {"connection": "close"} if err.status in _CLOSE_AFTER else None
-        return JSONResponse({"detail": err.message}, status_code=err.status, headers=headers)
-
+    app.add_exception_handler(RequestError, _request_error)  # type: ignore[arg-type]
     _add_api_routes(app, service)
     _add_page_routes(app)
     app.add_middleware(_SecurityHeaders)  # type: ignore[arg-type]
