@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
+import json
 import re
+import shutil
+import socket
 import stat
+import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +29,8 @@ from cultural_music.serve import create_app  # noqa: E402
 from cultural_music.serve.errors import RequestError  # noqa: E402
 from cultural_music.serve.runner import ModelRunner  # noqa: E402
 from cultural_music.serve.sniff import describe_content, sniff_audio  # noqa: E402
-from cultural_music.serve.upload import receive_upload  # noqa: E402
+from cultural_music.serve.upload import UploadSpace, receive_upload, timed_chunks  # noqa: E402
+from cultural_music.predict import Classifier  # noqa: E402
 
 from conftest import tone  # noqa: E402
 from tiny_model import sine, train_tiny_model  # noqa: E402
@@ -90,7 +97,9 @@ def test_model_description(client: TestClient) -> None:
     info = client.get("/api/model").json()
     assert info["classes"] == ["high", "low", "mid"]
     assert info["name"] == "seed-cnn" and info["version"]
-    assert info["limits"] == {"max_upload_mb": 1.0, "max_duration_s": 20.0, "formats": ["flac", "mp3", "ogg", "wav"]}
+    assert info["limits"] == {"max_upload_mb": 1.0, "max_duration_s": 20.0, "max_samples": 172_800_000,
+                              "max_sample_rate": 192_000, "formats": ["flac", "mp3", "ogg", "wav"]}
+    assert info["label_noun"] == "class"  # model.json of the tiny model has no word of its own
 
 
 def test_docs_are_served_locally(client: TestClient) -> None:
@@ -288,6 +297,201 @@ def test_describe_content(head: bytes, words: str) -> None:
     assert describe_content(head) == words
 
 
+# ---- cost of one upload, and slow clients ------------------------------------------------------
+
+@pytest.fixture()
+def predicted(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Durations (s) of the files the model was asked to decode, on any model thread."""
+    calls: list[float] = []
+    original = Classifier.predict
+
+    def spy(self, path, *args, **kwargs):
+        calls.append(sf.info(str(path)).duration)
+        return original(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(Classifier, "predict", spy)
+    return calls
+
+
+def test_header_limits_refuse_before_decoding(model_dir: Path, tmp_path: Path, predicted: list[float]) -> None:
+    app = create_app(model_dir, max_samples=100_000, max_sample_rate=96_000, upload_dir=tmp_path, warm_up=False)
+    eight = tone(FREQ["low"], 0.5, 48_000)[:, None].repeat(8, axis=1)  # 0.5 s x 8 channels x 48 kHz = 192,000 samples
+    with TestClient(app) as c:
+        r = post(c, "eight.wav", audio_bytes(eight, sr=48_000))
+        assert r.status_code == 413, r.text
+        assert r.json()["detail"] == ("eight.wav: 0.2 million samples to decode (0.5 s x 8 channels at 48000 Hz); "
+                                      "this server decodes up to 0.1 million per recording")
+        r = post(c, "fast.flac", audio_bytes(tone(FREQ["low"], 0.2, 384_000), "FLAC", sr=384_000))
+        assert r.status_code == 422
+        assert r.json()["detail"] == "fast.flac: sample rate 384000 Hz is above the 96000 Hz this server decodes"
+        assert predicted == []  # refused from the header: nothing was decoded
+        assert post(c, "ok.wav", tone_bytes("low")).status_code == 200 and predicted == [pytest.approx(1.2)]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_long_upload_does_not_delay_a_short_one(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started, gate = threading.Event(), threading.Event()
+    original = Classifier.predict
+
+    def slow_when_long(self, path, *args, **kwargs):
+        if sf.info(str(path)).duration > 2.0:
+            started.set()
+            gate.wait(timeout=8)  # a long recording that keeps its model thread busy
+        return original(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(Classifier, "predict", slow_when_long)
+    app = create_app(model_dir, long_after_s=2.0, upload_dir=tmp_path, warm_up=False)
+    try:
+        with TestClient(app) as c, ThreadPoolExecutor(1) as pool:
+            long_job = pool.submit(post, c, "long.wav", tone_bytes("mid", seconds=3.0))
+            assert started.wait(timeout=20)
+            short = post(c, "short.wav", tone_bytes("high"))
+            long_still_running = not long_job.done()
+            gate.set()
+            assert short.status_code == 200 and short.json()["label"] == "high"
+            assert long_still_running  # answered while the long one was still being processed
+            assert long_job.result(timeout=30).json()["label"] == "mid"
+    finally:
+        gate.set()
+
+
+def test_stalled_body_is_408(tmp_path: Path) -> None:
+    async def stalls():
+        yield b'--xx\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\nRIFF'
+        await asyncio.sleep(30)
+        yield b"never"
+
+    headers = {"content-type": "multipart/form-data; boundary=xx"}
+    t0 = time.perf_counter()
+    with pytest.raises(RequestError) as err:
+        asyncio.run(receive_upload(headers, timed_chunks(stalls(), idle_s=0.2, total_s=60), tmp_path, max_bytes=10**6))
+    assert err.value.status == 408 and err.value.message == "the upload stalled (no data for 0.2 s); send it again"
+    assert time.perf_counter() - t0 < 5
+
+
+def test_uploads_in_flight_share_a_disk_budget(model_dir: Path, tmp_path: Path) -> None:
+    space = UploadSpace(max_bytes=1000, parent=tmp_path)
+    a, b = space.new_folder(), space.new_folder()
+    space.reserver(a)(600)
+    with pytest.raises(RequestError) as err:
+        space.reserver(b)(600)
+    assert err.value.status == 507 and "space for uploads in progress is full" in err.value.message
+    space.remove(a)
+    space.reserver(b)(600)  # room again once the other upload is gone
+    space.remove(b)
+    assert space.used == 0 and list(tmp_path.iterdir()) == []
+    app = create_app(model_dir, max_temp_mb=0.05, upload_dir=tmp_path, warm_up=False)
+    with TestClient(app) as c:
+        r = post(c, "big.wav", tone_bytes("low", seconds=5.0))  # 80 KB > 50 KB
+    assert r.status_code == 507 and r.headers["connection"] == "close"
+    assert r.json()["detail"] == "the server's space for uploads in progress is full (51 KB); try again in a minute"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_cleanup_is_retried(client: TestClient, uploads: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_rmtree = shutil.rmtree
+    failures = [1]
+
+    def flaky_rmtree(path, ignore_errors=False, **kw):
+        if failures and "cultural-music-upload-" in str(path):
+            failures.pop()
+            return None  # as rmtree(ignore_errors=True) does when no file handle is left
+        return real_rmtree(path, ignore_errors=ignore_errors, **kw)
+
+    monkeypatch.setattr(shutil, "rmtree", flaky_rmtree)
+    assert post(client, "a.wav", tone_bytes("low")).status_code == 200
+    assert len(list(uploads.iterdir())) == 1  # deletion failed once ...
+    assert post(client, "b.wav", tone_bytes("low")).status_code == 200
+    assert_no_uploads_left(uploads)  # ... and was retried
+
+
+def test_no_file_handles_is_a_clear_503(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_handles(*args, **kwargs):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", no_handles)
+    r = post(client, "a.wav", tone_bytes("low"))
+    assert r.status_code == 503
+    assert r.json()["detail"] == "the server cannot store the upload now (Too many open files); try again in a minute"
+
+
+def _read_until_closed(sock: socket.socket, limit_s: float) -> bytes:
+    sock.settimeout(limit_s)
+    data = b""
+    try:
+        while chunk := sock.recv(4096):
+            data += chunk
+    except OSError:  # still open after limit_s (socket.timeout), or reset: the test checks the time
+        pass
+    return data
+
+
+def test_stalled_connections_are_closed_and_others_answered(model_dir: Path, tmp_path: Path) -> None:
+    """30 local sockets stall (15 in the headers, 15 in the body); a normal upload is answered
+    meanwhile, the stalled ones are closed within their timeouts; past the cap, 503 at once."""
+    import httpx
+
+    from cultural_music.serve.server import make_server
+
+    app = create_app(model_dir, body_timeout_s=1.0, upload_dir=tmp_path, warm_up=False)
+    server = make_server(app, host="127.0.0.1", port=0, head_timeout_s=1.0, keep_alive_s=1.0, max_connections=40,
+                         log_level="warning")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            time.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        body_head = ('--xx\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\nRIFF').encode()
+        for i in range(30):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            socks.append(s)
+            if i % 2:
+                s.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
+            else:
+                s.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
+                          b"boundary=xx\r\nContent-Length: 100000\r\n\r\n" + body_head)
+        t0 = time.perf_counter()
+        r = httpx.post(f"http://127.0.0.1:{port}/api/predict", files={"file": ("ok.wav", tone_bytes("low"), "audio/wav")},
+                       timeout=20)
+        assert r.status_code == 200 and r.json()["label"] == "low"
+        answers = [_read_until_closed(s, limit_s=max(0.1, 6 - (time.perf_counter() - t0))) for s in socks]
+        assert time.perf_counter() - t0 < 6.5
+        assert all(a == b"" for a in answers[1::2])  # closed without a word: no request head
+        assert all(a.startswith(b"HTTP/1.1 408 ") and b"the upload stalled" in a for a in answers[0::2])
+        for s in socks:
+            s.close()
+        socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(45)]
+        time.sleep(0.3)
+        busy = [a for a in (_read_until_closed(s, 0.2) for s in socks) if a]
+        assert len(busy) >= 5 and all(a.startswith(b"HTTP/1.1 503 ") and b"too many open connections" in a for a in busy)
+    finally:
+        for s in socks:
+            s.close()
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- wording ---------------------------------------------------------------------------------
+
+def test_wording_is_the_models_own_or_neutral(client: TestClient, model_dir: Path, tmp_path: Path) -> None:
+    for url in ("/", "/static/app.js", "/openapi.json"):
+        assert "kind of music" not in client.get(url).text.lower(), url
+    js = client.get("/static/app.js").text
+    assert "label_noun" in js
+    birds = tmp_path / "birds"
+    shutil.copytree(model_dir, birds)
+    meta = json.loads((birds / "model.json").read_text())
+    (birds / "model.json").write_text(json.dumps({**meta, "label_noun": "bird species"}))
+    with TestClient(create_app(birds, upload_dir=tmp_path, warm_up=False)) as c:
+        assert c.get("/api/model").json()["label_noun"] == "bird species"
+
+
 # ---- command line ---------------------------------------------------------------------------
 
 def test_cli_serve_fails_clearly_without_a_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -296,4 +500,5 @@ def test_cli_serve_fails_clearly_without_a_model(tmp_path: Path, capsys: pytest.
     assert main(["serve", str(tmp_path / "nope")]) == 1
     assert "model folder does not exist" in capsys.readouterr().err
     assert main(["serve", "--help"]) == 0
-    assert "--max-upload-mb" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--max-upload-mb" in out and "--max-samples" in out and "--head-timeout" in out and "--max-connections" in out

@@ -1,4 +1,4 @@
-"""Web page and HTTP API: upload a recording in a browser, see its kind of music.
+"""Web page and HTTP API: upload a recording in a browser, see its class.
 
 ``create_app(model_dir)`` builds the FastAPI app; ``cultural-music serve MODEL_DIR`` runs it
 under uvicorn.  FastAPI, uvicorn and python-multipart are needed only when the app is built.

@@ -11,7 +11,7 @@ __all__ = ["Segment", "TopItem", "ModelRef", "PredictResponse", "ErrorResponse"]
 
 
 class Segment(BaseModel):
-    """A stretch of the recording with one kind of music."""
+    """A stretch of the recording with one label."""
 
     label: str
     start: float = Field(description="Start in seconds from the beginning of the file.")
@@ -30,7 +30,7 @@ class ModelRef(BaseModel):
 
 
 class PredictResponse(BaseModel):
-    """The kind of music of one uploaded recording."""
+    """The class of one uploaded recording."""
 
     filename: str = Field(description="Name of the uploaded file as the browser sent it.")
     format: str = Field(description="Format found from the file's content: wav, flac, ogg or mp3.")
@@ -41,7 +41,7 @@ class PredictResponse(BaseModel):
     top: list[TopItem]
     duration: float = Field(description="Length of the recording in seconds.")
     n_clips: int = Field(description="Clips the recording was cut into.")
-    timeline: list[Segment] = Field(default_factory=list, description="Kind of music over time (long recordings).")
+    timeline: list[Segment] = Field(default_factory=list, description="Label over time (long recordings).")
     model: ModelRef
     elapsed: float = Field(description="Seconds the server spent on the request.")
 

@@ -7,8 +7,12 @@ can make the server hold or store more than ``max_bytes`` of it.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import AsyncIterator, Mapping
+import shutil
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -16,7 +20,7 @@ from typing import BinaryIO
 from .errors import RequestError
 from .sniff import SNIFF_BYTES
 
-__all__ = ["FIELD", "Upload", "receive_upload"]
+__all__ = ["FIELD", "Upload", "UploadSpace", "receive_upload", "timed_chunks"]
 
 FIELD = "file"
 """Name of the form field that holds the recording."""
@@ -54,15 +58,18 @@ def _clean_name(raw: bytes) -> str:
 
 
 def _mb(n_bytes: int) -> str:
+    if n_bytes < 2**20:
+        return f"{n_bytes / 1024:.0f} KB"
     return f"{n_bytes / 2**20:.1f}".rstrip("0").rstrip(".") + " MB"
 
 
 class _FormReader:
     """Callbacks for ``python_multipart.MultipartParser``; writes the first ``file`` part."""
 
-    def __init__(self, target: Path, max_bytes: int) -> None:
+    def __init__(self, target: Path, max_bytes: int, reserve: Callable[[int], None]) -> None:
         self.target = target
         self.max_bytes = max_bytes
+        self.reserve = reserve
         self.name = b""
         self.value = b""
         self.disposition = b""
@@ -106,6 +113,7 @@ class _FormReader:
         self.size += len(chunk)
         if self.size > self.max_bytes:
             raise RequestError(413, f"{self.filename}: larger than the {_mb(self.max_bytes)} this server accepts")
+        self.reserve(len(chunk))
         if len(self.head) < SNIFF_BYTES:
             self.head += chunk[: SNIFF_BYTES - len(self.head)]
         assert self.file is not None
@@ -123,7 +131,8 @@ class _FormReader:
 
 
 async def receive_upload(
-    headers: Mapping[str, str], chunks: AsyncIterator[bytes], folder: Path, *, max_bytes: int
+    headers: Mapping[str, str], chunks: AsyncIterator[bytes], folder: Path, *, max_bytes: int,
+    reserve: Callable[[int], None] = lambda n: None,
 ) -> Upload:
     """Stream a ``multipart/form-data`` body and save its ``file`` part as ``folder/upload``.
 
@@ -137,6 +146,9 @@ async def receive_upload(
         A private folder owned by the caller, who deletes it afterwards.
     max_bytes
         Largest accepted file in bytes.
+    reserve
+        Called with the size in bytes of every chunk before it is written (may raise, e.g.
+        :meth:`UploadSpace.reserve`'s 507).
 
     Raises
     ------
@@ -153,7 +165,7 @@ async def receive_upload(
     length = headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > max_bytes + _FORM_SLACK:
         raise RequestError(413, f"upload of {_mb(int(length))} is larger than the {_mb(max_bytes)} this server accepts")
-    reader = _FormReader(folder / "upload", max_bytes)
+    reader = _FormReader(folder / "upload", max_bytes, reserve)
     callbacks = {name: getattr(reader, name) for name in (
         "on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_headers_finished",
         "on_part_data", "on_part_end")}
@@ -171,3 +183,87 @@ async def receive_upload(
     if reader.size == 0:
         raise RequestError(400, f"{reader.filename}: empty file (0 bytes)")
     return Upload(path=folder / "upload", filename=reader.filename, size=reader.size, head=bytes(reader.head))
+
+
+async def timed_chunks(chunks: AsyncIterator[bytes], *, idle_s: float, total_s: float) -> AsyncIterator[bytes]:
+    """``chunks`` as they come, but give up on a client that stalls or trickles.
+
+    Raises
+    ------
+    RequestError
+        408 when no chunk arrives for ``idle_s`` seconds, or the whole body takes longer than
+        ``total_s`` seconds.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + total_s
+    it = aiter(chunks)
+    while True:
+        left = deadline - loop.time()
+        try:
+            chunk = await asyncio.wait_for(anext(it), timeout=min(idle_s, max(left, 0.0)))
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            why = f"no data for {idle_s:g} s" if left > idle_s else f"not complete after {total_s:g} s"
+            raise RequestError(408, f"the upload stalled ({why}); send it again") from None
+        yield chunk
+
+
+class UploadSpace:
+    """Private per-upload folders (mode 0700) and a cap on the bytes all of them hold together.
+
+    Parameters
+    ----------
+    max_bytes
+        Bytes all uploads in flight may hold together; :meth:`reserve` past it raises 507.
+    parent
+        Where the folders are made (default: the system temp folder).
+    """
+
+    def __init__(self, max_bytes: int, parent: str | Path | None = None) -> None:
+        self.max_bytes = max_bytes
+        self.parent = parent
+        self._lock = threading.Lock()
+        self._used: dict[Path, int] = {}
+        self._leftover: set[Path] = set()
+
+    @property
+    def used(self) -> int:
+        """Bytes reserved by the uploads in flight."""
+        with self._lock:
+            return sum(self._used.values())
+
+    def new_folder(self) -> Path:
+        """A new empty private folder for one upload (and a retry of earlier failed deletions)."""
+        self.sweep()
+        folder = Path(tempfile.mkdtemp(prefix="cultural-music-upload-", dir=self.parent))
+        with self._lock:
+            self._used[folder] = 0
+        return folder
+
+    def reserver(self, folder: Path) -> Callable[[int], None]:
+        """A ``reserve`` callback for :func:`receive_upload` that books bytes on ``folder``."""
+        def reserve(n_bytes: int) -> None:
+            with self._lock:
+                total = sum(self._used.values())
+                if total + n_bytes > self.max_bytes:
+                    raise RequestError(507, f"the server's space for uploads in progress is full "
+                                            f"({_mb(self.max_bytes)}); try again in a minute")
+                self._used[folder] = self._used.get(folder, 0) + n_bytes
+        return reserve
+
+    def remove(self, folder: Path) -> None:
+        """Delete ``folder`` and free its bytes; if that fails (e.g. no file handles left),
+        it is retried by the next :meth:`new_folder` and by :meth:`sweep`."""
+        shutil.rmtree(folder, ignore_errors=True)
+        with self._lock:
+            self._used.pop(folder, None)
+            if folder.exists():
+                self._leftover.add(folder)
+
+    def sweep(self) -> None:
+        """Retry deleting the folders whose deletion failed before."""
+        with self._lock:
+            todo, self._leftover = self._leftover, set()
+        for folder in todo:
+            self.remove(folder)

@@ -59,6 +59,18 @@
     bar.style.width = fraction === null ? "" : `${Math.round(100 * fraction)}%`;
   }
 
+  // The model's own word for its labels (model.json "label_noun", e.g. "bird species"), else "class".
+  function applyNoun(noun) {
+    const cap = noun.charAt(0).toUpperCase() + noun.slice(1);
+    if (noun !== "class") {
+      $("title").textContent = `Name the ${noun} of a recording`;
+      document.title = `cultural-music: name the ${noun}`;
+    }
+    $("subtitle").textContent = `Drop a recording; the model names its ${noun} and says how sure it is.`;
+    $("all-classes").textContent = `Every ${noun}`;
+    $("label-heading").textContent = cap;
+  }
+
   async function loadModel() {
     try {
       const r = await fetch("/api/model");
@@ -66,8 +78,10 @@
       const info = await r.json();
       classes = info.classes || [];
       limits = info.limits || null;
+      const noun = typeof info.label_noun === "string" && info.label_noun ? info.label_noun : "class";
+      applyNoun(noun);
       const version = info.version ? ` ${info.version}` : "";
-      $("model-line").textContent = `Model: ${info.name}${version} · ${classes.length} kinds: ${classes.join(", ")}`;
+      $("model-line").textContent = `Model: ${info.name}${version} · ${classes.length} classes: ${classes.join(", ")}`;
       if (limits) {
         $("limits").textContent = `WAV, FLAC, OGG or MP3 · up to ${limits.max_upload_mb}\u00a0MB and ${span(limits.max_duration_s)}`;
       }
