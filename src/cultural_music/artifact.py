@@ -21,10 +21,12 @@ from .errors import CulturalMusicError, ModelLoadError
 if TYPE_CHECKING:  # torch is imported only by the functions that need it
     from torch import nn
 
-__all__ = ["WEIGHTS_FILE", "META_FILE", "FORMAT_VERSION", "Artifact", "save_artifact", "load_artifact", "read_meta"]
+__all__ = ["WEIGHTS_FILE", "META_FILE", "SPLIT_FILE", "FORMAT_VERSION", "Artifact", "save_artifact", "load_artifact",
+           "read_meta", "checked_split_csv", "file_sha256"]
 
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
+SPLIT_FILE = "split.csv"
 FORMAT_VERSION = 1
 
 
@@ -41,6 +43,30 @@ class Artifact:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes."""
+    return _sha256(Path(path))
+
+
+def checked_split_csv(art: Artifact) -> Path:
+    """``split.csv`` of a model folder, checked against the SHA-256 recorded in ``model.json``.
+
+    Raises :class:`DatasetError` when the file is missing and :class:`ModelLoadError` when it is
+    not the split the model was trained on (e.g. left behind by an interrupted retrain).  A
+    folder written before the checksum was recorded (no ``split_sha256``) is not checked.
+    """
+    from .errors import DatasetError
+
+    path = art.directory / SPLIT_FILE
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing; pass --data DIR to evaluate on a labelled folder")
+    want = art.meta.get("split_sha256")
+    if want is not None and _sha256(path) != want:
+        raise ModelLoadError(f"{path}: not the split this model was trained on (SHA-256 differs from model.json's "
+                             "'split_sha256'); retrain into this folder, or pass --data DIR")
+    return path
 
 
 def save_artifact(

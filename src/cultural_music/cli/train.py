@@ -113,7 +113,7 @@ def register(cli: click.Group) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="model", show_default=True, help="Model folder to write.")
 @model_options
 @click.option("--groups", "groups_csv", type=click.Path(exists=True, dir_okay=False), default=None, help="CSV 'path,group': files of one group stay on one side of the split.")
-@click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/checkpoint.pt.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/checkpoint.pt (the new model is built beside OUT and swapped in when complete).")
 @cache_option
 @workers_option
 @backend_options
