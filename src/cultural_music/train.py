@@ -192,6 +192,9 @@ def train_model(
     """
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise CulturalMusicError("training needs at least one training clip and one validation clip")
+    if len(train_ds) < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise CulturalMusicError(f"training needs at least 2 training clips (batch norm); got {len(train_ds)}: "
+                                 "add recordings or use longer clips")
     model.to(memory_format=torch.channels_last)  # faster CPU conv/pool kernels (bench/train.py); same maths
     opt = make_optimizer(model, cfg)
     if class_weights is None and cfg.class_weighting == "balanced":
