@@ -81,3 +81,63 @@ def test_training_refuses_to_replace_a_folder_that_is_not_a_model(tmp_path: Path
     with pytest.raises(OutputError, match="not a model folder"):
         run_training(data, tmp_path / "docs", CFG.replace(train={"epochs": 1}), cache_dir=tmp_path / "c", **QUIET)
     assert (tmp_path / "docs" / "thesis.txt").read_text() == "precious"
+
+
+# --- model.json validation (issue 14 s4.3, s4.4) -------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tiny_model import sine, train_tiny_model
+
+    return train_tiny_model(tmp_path_factory.mktemp("tiny") / "m", {"low": sine(300), "high": sine(2400)})
+
+
+def _edited(src: Path, dst: Path, edit) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    meta = json.loads((dst / "model.json").read_text())
+    edit(meta)
+    (dst / "model.json").write_text(json.dumps(meta))
+    return dst
+
+
+@pytest.mark.parametrize("field,edit", [
+    ("format_version", lambda m: m.update(format_version="1")),
+    ("format_version", lambda m: m.update(format_version=None)),
+    ("classes", lambda m: m.update(classes="abc")),
+    ("classes", lambda m: m.update(classes=[m["classes"][0]] * len(m["classes"]))),
+    ("config.audio", lambda m: m["config"].pop("audio")),
+    ("config.features", lambda m: m["config"]["features"].pop("n_mels")),
+    ("weights_file", lambda m: m.update(weights_file="/etc/passwd")),
+    ("weights_file", lambda m: m.update(weights_file="../m/model.safetensors")),
+    ("model", lambda m: m.update(model="seed-cnn")),
+    ("config", lambda m: m["config"]["audio"].update(sample_rate="fast")),
+])
+def test_bad_model_json_fields_fail_to_load_naming_the_field(tiny_dir: Path, tmp_path: Path, field: str, edit) -> None:
+    bad = _edited(tiny_dir, tmp_path / "bad", edit)
+    with pytest.raises(ModelLoadError, match=rf"model\.json: '{field}'") as info:
+        load_artifact(bad)
+    assert "\n" not in str(info.value)
+
+
+def test_cli_bad_model_json_and_impossible_res_cnn_settings_are_one_line_errors(
+        tiny_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cultural_music.cli import main
+
+    from conftest import tone, write
+
+    bad = _edited(tiny_dir, tmp_path / "bad", lambda m: m.update(format_version="1"))
+    write(tmp_path / "a.wav", tone(300, 1.0))
+    assert main(["predict", str(bad), str(tmp_path / "a.wav")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "format_version" in err and "Traceback" not in err
+    data = make_tone_dataset(tmp_path / "data", per_class=3)
+    args = ["train", str(data), "--out", str(tmp_path / "m"), "--model", "res-cnn", "--duration", "0.1", "--n-mels", "8",
+            "--batch-size", "1", "--epochs", "1", "--workers", "1", "-q", "--cache-dir", str(tmp_path / "c")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "batch_size" in err and "at least 2" in err and "Traceback" not in err
+    assert not (tmp_path / "m").exists()
+    args[args.index("--batch-size") + 1] = "2"
+    assert main(args) == 0

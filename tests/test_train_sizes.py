@@ -27,6 +27,7 @@ def _dataset(root: Path, n: int, rows: int, cols: int, name: str) -> ClipDataset
 @pytest.mark.parametrize("model,rows,cols,n_train,batch", [
     ("musicnn", 1506, 2, 66, 65),  # the default model: full-batch L-BFGS over 65 + 1 clips
     ("musicnn", 1506, 2, 5, 2),
+    ("musicnn", 1506, 2, 5, 1),  # --batch-size 1: every chunk one clip
     ("res-cnn", 16, 16, 5, 4),
     ("seed-cnn", 16, 16, 5, 4),
 ])

@@ -191,6 +191,9 @@ def run_training(
     ``address``, a local Ray instance with ``workers`` CPUs, default all cores); data, cache and
     ``out_dir`` must then be at the same path on every node.
     """
+    from .models.res_cnn import check_input_size
+
+    check_input_size(cfg)  # before anything is decoded or written
     out = _check_out_dir(Path(out_dir))
     ensure_dir(out)  # holds checkpoint.pt during the run (beside an old model, which stays usable)
     build = out.parent / f"{out.name}.tmp-{os.getpid()}"

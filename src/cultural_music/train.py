@@ -224,7 +224,7 @@ def train_model(
         t0 = time.perf_counter()
         if cfg.optimizer == "lbfgs":  # full batch, fixed order: a deterministic objective
             step.set_lr(epoch - 1)
-            full = _loader(train_ds, cfg.batch_size, shuffle=False, seed=0)
+            full = _loader(train_ds, max(2, cfg.batch_size), shuffle=False, seed=0)  # batch norm: never 1 clip
             tr_loss, tr_acc, n = lbfgs_epoch(net, full, loss_fn, opt, cfg.weight_decay)  # type: ignore[arg-type]
         else:
             tr_loss, tr_acc, n = _epoch_pass(net, train_loader(epoch), loss_fn, opt, step, epoch)

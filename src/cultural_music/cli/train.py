@@ -50,6 +50,7 @@ def build_config(model_name: str, options: dict[str, Any]) -> Any:
     from ..config import MUSICNN_EMBEDDING
     from ..errors import ParameterError
     from ..models import available_models, check_config, default_config
+    from ..models.res_cnn import check_input_size
 
     if model_name not in available_models():
         raise click.BadParameter(f"unknown model {model_name!r}; choose from {', '.join(available_models())}", param_hint="--model")
@@ -67,6 +68,7 @@ def build_config(model_name: str, options: dict[str, Any]) -> Any:
     try:
         cfg = cfg.replace(**changes) if changes else cfg
         check_config(cfg)
+        check_input_size(cfg)
     except ParameterError as err:
         raise click.BadParameter(str(err)) from err
     return cfg
