@@ -20,7 +20,7 @@ import torch
 from .artifact import SPLIT_FILE, file_sha256, save_artifact
 from .atomic import atomic_write_json, ensure_dir
 from .cache import FeatureCache, default_cache_dir
-from .config import Config
+from .config import Config, applicable_settings
 from .data import ClipDataset, build_items
 from .dataset import DatasetScan, Recording, Skipped, read_groups_csv, scan_folder, split_recordings, write_split_csv
 from .errors import DatasetError, OutputError
@@ -292,14 +292,8 @@ def _train_into(
     save_artifact(
         out, model, classes=classes, config=cfg, model_name=cfg.train.model,
         extra={
-            "training": {
-                "best_epoch": result.best_epoch,
-                "best_val_loss": result.best_val_loss,
-                "epochs_run": len(result.history),
-                "stopped_early": result.stopped_early,
-                "train_clips": len(train_ds),
-                "val_clips": len(val_ds),
-            },
+            "training": {**_training_summary(result), "train_clips": len(train_ds), "val_clips": len(val_ds)},
+            "settings": applicable_settings(cfg),
             "data": data_summary,
             "split_sha256": file_sha256(out / SPLIT_FILE),
             **post,
@@ -309,6 +303,17 @@ def _train_into(
 
     plot_history(result.history, out / "plots", best_epoch=result.best_epoch)
     return TrainingRun(out, classes, recordings, scan.skipped, result.history, result.best_epoch)
+
+
+def _training_summary(result: Any) -> dict[str, Any]:
+    """model.json's training summary: epochs for an epoch loop; iterations, final loss and the
+    validation result once for a full-batch L-BFGS fit."""
+    h = result.history[0]
+    if h.get("fit") == "lbfgs":
+        return {"fit": "lbfgs", "iterations": h["iterations"], "final_train_loss": h["train_loss"],
+                "train_accuracy": h["train_accuracy"], "val_loss": h["val_loss"], "val_accuracy": h["val_accuracy"]}
+    return {"best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss, "epochs_run": len(result.history),
+            "stopped_early": result.stopped_early}
 
 
 def fit_on_validation(model: torch.nn.Module, val_ds: ClipDataset) -> dict[str, Any]:

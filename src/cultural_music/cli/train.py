@@ -135,7 +135,8 @@ def train(data_dir: str, out_dir: str, model_name: str, groups_csv: str | None, 
     run = run_training(data_dir, out_dir, cfg, groups_csv=groups_csv, cache_dir=cache_dir, workers=workers,
                        resume=resume, progress=not quiet, log=click.echo, backend=backend, address=address)
     best = run.history[run.best_epoch - 1]
-    click.echo(f"best epoch {run.best_epoch}: val_loss {best['val_loss']:.4f}, val_accuracy {best['val_accuracy']:.3f}")
+    kept = "fitted" if best.get("fit") else f"best epoch {run.best_epoch}"
+    click.echo(f"{kept}: val_loss {best['val_loss']:.4f}, val_accuracy {best['val_accuracy']:.3f}")
     click.echo(f"model saved to {run.model_dir} (evaluate it: cultural-music evaluate {run.model_dir})")
 
 
