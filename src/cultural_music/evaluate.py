@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .artifact import Artifact, load_artifact
+from .artifact import Artifact, checked_split_csv, load_artifact
 from .atomic import atomic_write_json, atomic_write_text
 from .cache import FeatureCache, default_cache_dir
 from .calibration import DEFAULT_BINS, nll, reliability_bins
@@ -146,9 +146,7 @@ def predictions_csv_text(rows: list[dict[str, Any]], *, extra: tuple[str, ...] =
 def _recordings_to_score(art: Artifact, data_dir: str | Path | None, log: Callable[[str], Any]) -> tuple[list[Recording], list[str], Path]:
     """Test recordings (sealed split or external folder), unknown class folders, output folder."""
     if data_dir is None:
-        split_csv = art.directory / "split.csv"
-        if not split_csv.is_file():
-            raise DatasetError(f"{split_csv}: missing; pass --data DIR to evaluate on a labelled folder")
+        split_csv = checked_split_csv(art)  # missing, or not this model's split: a clear error
         root = Path(art.meta.get("data", {}).get("data_dir", "."))
         recordings = [r for r in read_split_csv(split_csv, root) if r.split == "test"]
         missing = [r for r in recordings if not r.path.exists()]

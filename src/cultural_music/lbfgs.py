@@ -21,6 +21,15 @@ def l2_penalty(model: nn.Module, strength: float) -> torch.Tensor:
     return strength * torch.stack(terms).sum() if terms and strength > 0 else torch.zeros(())
 
 
+def _no_single_clip_batch(batches: list) -> list:
+    """Merge a last batch of one clip into the one before: batch norm cannot train on one clip
+    (e.g. 66 clips at batch size 65).  The loss is the same weighted mean either way."""
+    if len(batches) > 1 and len(batches[-1][1]) == 1:
+        (x0, y0), (x1, y1) = batches[-2], batches[-1]
+        batches = batches[:-2] + [(torch.cat([x0, x1]), torch.cat([y0, y1]))]
+    return batches
+
+
 def lbfgs_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, opt: torch.optim.LBFGS,
                 weight_decay: float) -> tuple[float, float, int]:
     """One ``opt.step`` on the whole training set: mean loss + L2 penalty, minimised by L-BFGS.
@@ -35,7 +44,7 @@ def lbfgs_epoch(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, opt: t
         (training loss after the step, accuracy after the step, clips): measured at the
         weights the epoch ends with, like the validation figures that follow.
     """
-    batches = list(loader)
+    batches = _no_single_clip_batch(list(loader))
     class_w = getattr(loss_fn, "weight", None)
     weights = [float(class_w[y].sum()) if class_w is not None else float(len(y)) for _, y in batches]
     total_w = max(sum(weights), 1e-12)

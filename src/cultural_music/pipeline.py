@@ -6,6 +6,8 @@ This is the one place that strings the stages together; the CLI only parses flag
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -15,16 +17,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from .artifact import save_artifact
+from .artifact import SPLIT_FILE, file_sha256, save_artifact
 from .atomic import atomic_write_json, ensure_dir
 from .cache import FeatureCache, default_cache_dir
-from .config import Config
+from .config import Config, applicable_settings
 from .data import ClipDataset, build_items
 from .dataset import DatasetScan, Recording, Skipped, read_groups_csv, scan_folder, split_recordings, write_split_csv
-from .errors import DatasetError
+from .errors import DatasetError, OutputError
 from .extract import ExtractResult, default_workers, extract_features
 from .models import build_model
-from .train import train_model
+from .train import CHECKPOINT_NAME, train_model
 
 __all__ = ["TrainingRun", "run_training", "prepare_dataset", "usable_recordings", "summary_table"]
 
@@ -179,14 +181,78 @@ def run_training(
     """Train a model on a folder-per-class data set and write the model folder.
 
     Writes ``model.safetensors``, ``model.json``, ``history.json``, ``split.csv`` and the
-    training-curve plots into ``out_dir``; ``checkpoint.pt`` is kept there during training.
+    training-curve plots into ``<out_dir>.tmp-<pid>`` beside ``out_dir`` and swaps that folder in
+    only when complete (an existing model folder stays intact until then; the temp folder is
+    removed on failure).  ``checkpoint.pt`` is kept in ``out_dir`` during training, where
+    ``resume`` finds it; it goes with the old folder when the new one is in place.
 
     ``backend="ray"`` (docs/cluster.md) extracts features with Ray tasks and trains data-parallel
     (except a full-batch L-BFGS head, which trains in this process in seconds) on ``workers`` Ray actors (default: one per node of the cluster at ``address``; without
     ``address``, a local Ray instance with ``workers`` CPUs, default all cores); data, cache and
     ``out_dir`` must then be at the same path on every node.
     """
-    out = ensure_dir(out_dir)
+    from .models.res_cnn import check_input_size
+
+    check_input_size(cfg)  # before anything is decoded or written
+    out = _check_out_dir(Path(out_dir))
+    ensure_dir(out)  # holds checkpoint.pt during the run (beside an old model, which stays usable)
+    build = out.parent / f"{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(build, ignore_errors=True)
+    ensure_dir(build)
+    try:
+        run = _train_into(build, out, data_dir, cfg, groups_csv=groups_csv, cache_dir=cache_dir, workers=workers,
+                          resume=resume, assign_split=assign_split, progress=progress, log=log, backend=backend,
+                          address=address)
+        _swap_in(build, out)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    return replace(run, model_dir=out)
+
+
+def _check_out_dir(out: Path) -> Path:
+    """Refuse an existing folder that is not a model folder: the swap would delete its files."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder; choose another --out")
+    if out.is_dir():
+        names = {p.name for p in out.iterdir()}
+        if names and "model.json" not in names and names != {CHECKPOINT_NAME}:
+            raise OutputError(f"{out}: exists and is not a model folder (no model.json); choose a new or empty --out")
+    return out
+
+
+def _swap_in(build: Path, out: Path) -> None:
+    """Replace ``out`` by the finished folder ``build``: the old folder is renamed aside, the new
+    one renamed into place, then the old one (with the run's checkpoint.pt) is deleted."""
+    old = out.parent / f"{out.name}.old-{os.getpid()}"
+    try:
+        if out.exists():
+            os.replace(out, old)
+        os.replace(build, out)
+    except OSError as err:
+        if old.exists() and not out.exists():
+            os.replace(old, out)
+        raise OutputError(f"{out}: cannot put the new model folder in place ({err.strerror or err})") from err
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _train_into(
+    out: Path,
+    ckpt_dir: Path,
+    data_dir: str | Path,
+    cfg: Config,
+    *,
+    groups_csv: str | Path | None,
+    cache_dir: str | Path | None,
+    workers: int | None,
+    resume: bool,
+    assign_split: Callable[[list[Recording]], list[Recording]] | None,
+    progress: bool,
+    log: Callable[[str], Any],
+    backend: str,
+    address: str | None,
+) -> TrainingRun:
+    """The whole run, writing the model folder ``out`` and checkpoints into ``ckpt_dir``."""
     cache = FeatureCache(cache_dir or default_cache_dir())
     if backend == "ray":  # default workers: one per node of a cluster, else this machine's cores
         from .cluster.session import cluster_nodes, connect
@@ -202,7 +268,7 @@ def run_training(
     if scan.skipped:
         log(f"skipped {len(scan.skipped)} file(s):\n" + format_skipped(scan.skipped))
     log(summary_table(recordings, extracted))
-    write_split_csv(out / "split.csv", recordings)
+    write_split_csv(out / SPLIT_FILE, recordings)
     classes = sorted({r.label for r in recordings})
     train_ds = ClipDataset(build_items(recordings, extracted, classes, "train"), train=True, seed=cfg.train.seed, augment=cfg.augment)
     val_ds = ClipDataset(build_items(recordings, extracted, classes, "val"))
@@ -212,37 +278,42 @@ def run_training(
     if backend == "ray" and cfg.train.optimizer == "lbfgs":
         # a full-batch L-BFGS head sees every clip on every rank: data parallelism would only repeat it
         log("the L-BFGS head trains here, in seconds; Ray did the feature extraction")
-        result = train_model(model, train_ds, val_ds, cfg.train, checkpoint_dir=out, resume=resume, log=log)
+        result = train_model(model, train_ds, val_ds, cfg.train, checkpoint_dir=ckpt_dir, resume=resume, log=log)
     elif backend == "ray":
         from .cluster.ray_train import train_on_ray
 
         log(f"data-parallel training on {workers} Ray worker(s)")
-        result = train_on_ray(model, train_ds, val_ds, cfg.train, workers=workers, checkpoint_dir=out, resume=resume, log=log)
+        result = train_on_ray(model, train_ds, val_ds, cfg.train, workers=workers, checkpoint_dir=ckpt_dir, resume=resume, log=log)
     else:
-        result = train_model(model, train_ds, val_ds, cfg.train, checkpoint_dir=out, resume=resume, log=log)
+        result = train_model(model, train_ds, val_ds, cfg.train, checkpoint_dir=ckpt_dir, resume=resume, log=log)
     atomic_write_json(out / "history.json", result.history)
     data_summary = _data_summary(scan, recordings, extracted)
     post = fit_on_validation(model, val_ds)
     save_artifact(
         out, model, classes=classes, config=cfg, model_name=cfg.train.model,
         extra={
-            "training": {
-                "best_epoch": result.best_epoch,
-                "best_val_loss": result.best_val_loss,
-                "epochs_run": len(result.history),
-                "stopped_early": result.stopped_early,
-                "train_clips": len(train_ds),
-                "val_clips": len(val_ds),
-            },
+            "training": {**_training_summary(result), "train_clips": len(train_ds), "val_clips": len(val_ds)},
+            "settings": applicable_settings(cfg),
             "data": data_summary,
+            "split_sha256": file_sha256(out / SPLIT_FILE),
             **post,
         },
     )
     from .plots import plot_history
 
     plot_history(result.history, out / "plots", best_epoch=result.best_epoch)
-    (out / "checkpoint.pt").unlink(missing_ok=True)
     return TrainingRun(out, classes, recordings, scan.skipped, result.history, result.best_epoch)
+
+
+def _training_summary(result: Any) -> dict[str, Any]:
+    """model.json's training summary: epochs for an epoch loop; iterations, final loss and the
+    validation result once for a full-batch L-BFGS fit."""
+    h = result.history[0]
+    if h.get("fit") == "lbfgs":
+        return {"fit": "lbfgs", "iterations": h["iterations"], "final_train_loss": h["train_loss"],
+                "train_accuracy": h["train_accuracy"], "val_loss": h["val_loss"], "val_accuracy": h["val_accuracy"]}
+    return {"best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss, "epochs_run": len(result.history),
+            "stopped_early": result.stopped_early}
 
 
 def fit_on_validation(model: torch.nn.Module, val_ds: ClipDataset) -> dict[str, Any]:

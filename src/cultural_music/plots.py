@@ -33,7 +33,13 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def plot_history(history: list[dict[str, float]], out_dir: str | Path, *, best_epoch: int | None = None) -> list[Path]:
-    """``accuracy.png`` and ``loss.png``: train vs validation per epoch."""
+    """``accuracy.png`` and ``loss.png``: train vs validation per epoch.
+
+    A full-batch L-BFGS fit (one record with ``"fit"``) has no epochs: each figure then shows
+    its single result (training and validation bars) and says so in the title.
+    """
+    if history and history[0].get("fit"):
+        return _plot_fit(history[0], Path(out_dir))
     plt = _plt()
     epochs = [h["epoch"] for h in history]
     paths = []
@@ -51,6 +57,25 @@ def plot_history(history: list[dict[str, float]], out_dir: str | Path, *, best_e
         ax.grid(alpha=0.3)
         ax.legend()
         paths.append(_save(fig, Path(out_dir) / f"{key}.png"))
+    return paths
+
+
+def _plot_fit(fit: dict[str, float], out_dir: Path) -> list[Path]:
+    """One result of a fitted head: training and validation accuracy / loss as two bars."""
+    plt = _plt()
+    paths = []
+    for key, title in (("accuracy", "Accuracy"), ("loss", "Loss")):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        values = [fit[f"train_{key}"], fit[f"val_{key}"]]
+        bars = ax.bar(["training", "validation"], values, color=["C0", "C1"])
+        ax.bar_label(bars, fmt="%.3f")
+        ax.set_ylabel(key)
+        ax.set_title(f"{title} of the fit (full-batch L-BFGS, {int(fit.get('iterations', 0))} iterations):\n"
+                     "one result, no training curve", fontsize=10)
+        if key == "accuracy":
+            ax.set_ylim(0, 1.08)
+        ax.grid(alpha=0.3, axis="y")
+        paths.append(_save(fig, out_dir / f"{key}.png"))
     return paths
 
 

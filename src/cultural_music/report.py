@@ -190,7 +190,7 @@ def _settings(meta: dict[str, Any]) -> str:
              "package version": meta.get("package_version"), "created": meta.get("created")}
     rows = [[_e(k), _v(v)] for k, v in {**extra, **training}.items() if v is not None]
     out.append("<h3>Run</h3>" + _table(["setting", "value"], rows, text_cols=2))
-    for section, values in meta.get("config", {}).items():
+    for section, values in meta.get("settings", meta.get("config", {})).items():  # settings: only what applies
         rows = [[_e(k), _v(v)] for k, v in values.items()]
         out.append(f"<h3>config: {_e(section)}</h3>" + _table(["setting", "value"], rows, text_cols=2))
     return f'<div class="figs">{"".join(f"<div>{o}</div>" for o in out)}</div>'
@@ -207,6 +207,18 @@ def _notes(m: dict[str, Any]) -> str:
     return "".join(f'<div class="note">{i}</div>' for i in items)
 
 
+def _curves(meta: dict[str, Any], images: dict[str, Path]) -> str:
+    """Training curves of an epoch loop; for a full-batch L-BFGS fit, its one result."""
+    t = meta.get("training", {})
+    if t.get("fit") == "lbfgs":
+        return (f'<div class="figs">{_img(images, "accuracy", "Accuracy of the fit")}{_img(images, "loss", "Loss of the fit")}</div>'
+                f'<p class="sub">Fitted by full-batch L-BFGS ({_e(t.get("iterations"))} iterations): one result, not an epoch '
+                f'loop, so there is no training curve. Final training loss {_f(t.get("final_train_loss"), 4)}, validation '
+                f'loss {_f(t.get("val_loss"), 4)}, validation accuracy {_f(t.get("val_accuracy"))}.</p>')
+    return (f'<div class="figs">{_img(images, "accuracy", "Accuracy per epoch")}{_img(images, "loss", "Loss per epoch")}</div>'
+            '<p class="sub">The dashed line marks the epoch kept (lowest validation loss).</p>')
+
+
 def render_report(*, metrics: dict[str, Any], meta: dict[str, Any], predictions: list[dict[str, Any]],
                   images: dict[str, Path], title: str = "Evaluation report", worst: int = 15) -> str:
     """The report as one HTML string (see :func:`write_report` for the arguments)."""
@@ -215,8 +227,7 @@ def render_report(*, metrics: dict[str, Any], meta: dict[str, Any], predictions:
     sections = {
         "headline": _headline(m),
         "classes": _class_table(m),
-        "curves": f'<div class="figs">{_img(images, "accuracy", "Accuracy per epoch")}{_img(images, "loss", "Loss per epoch")}</div>'
-                  '<p class="sub">The dashed line marks the epoch kept (lowest validation loss).</p>',
+        "curves": _curves(meta, images),
         "confusion": f'<div class="figs">{_img(images, "confusion", "Counts (rows: true class)", wide=wide)}'
                      f'{_img(images, "confusion_normalized", "Row-normalised (recall on the diagonal)", wide=wide)}</div>',
         "roc-pr": f'<div class="figs">{_img(images, "roc", "ROC per class")}{_img(images, "pr", "Precision-recall per class")}</div>',

@@ -192,6 +192,9 @@ def train_model(
     """
     if len(train_ds) == 0 or len(val_ds) == 0:
         raise CulturalMusicError("training needs at least one training clip and one validation clip")
+    if len(train_ds) < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise CulturalMusicError(f"training needs at least 2 training clips (batch norm); got {len(train_ds)}: "
+                                 "add recordings or use longer clips")
     model.to(memory_format=torch.channels_last)  # faster CPU conv/pool kernels (bench/train.py); same maths
     opt = make_optimizer(model, cfg)
     if class_weights is None and cfg.class_weighting == "balanced":
@@ -215,13 +218,14 @@ def train_model(
         start_epoch, bad_epochs = _load_checkpoint(ckpt_path, model, opt, result)
         log(f"resuming from {ckpt_path} at epoch {start_epoch}")
     val_loader = _loader(val_ds, cfg.batch_size, shuffle=False, seed=0)
+    fitted = cfg.optimizer == "lbfgs"  # a fit to convergence: reported once, not per step
     for epoch in range(start_epoch, cfg.epochs + 1):
         torch.manual_seed(cfg.seed * 100003 + epoch)
         train_ds.set_epoch(epoch)
         t0 = time.perf_counter()
         if cfg.optimizer == "lbfgs":  # full batch, fixed order: a deterministic objective
             step.set_lr(epoch - 1)
-            full = _loader(train_ds, cfg.batch_size, shuffle=False, seed=0)
+            full = _loader(train_ds, max(2, cfg.batch_size), shuffle=False, seed=0)  # batch norm: never 1 clip
             tr_loss, tr_acc, n = lbfgs_epoch(net, full, loss_fn, opt, cfg.weight_decay)  # type: ignore[arg-type]
         else:
             tr_loss, tr_acc, n = _epoch_pass(net, train_loader(epoch), loss_fn, opt, step, epoch)
@@ -237,22 +241,45 @@ def train_model(
              "val_accuracy": va_acc, "seconds": seconds, "clips_per_s": n / max(seconds, 1e-9),
              "lr": float(opt.param_groups[-1]["lr"])}
         )
+        if fitted:
+            result.history[-1]["iterations"] = _lbfgs_iterations(opt)
         improved = va_loss < result.best_val_loss - 1e-6
         if improved:
             result.best_val_loss, result.best_epoch, bad_epochs = va_loss, epoch, 0
             result.best_state = copy.deepcopy(model.state_dict())
         else:
             bad_epochs += 1
-        log(f"epoch {epoch:3d}/{cfg.epochs}  loss {tr_loss:.4f} acc {tr_acc:.3f}  "
-            f"val_loss {va_loss:.4f} val_acc {va_acc:.3f}  {n / max(seconds, 1e-9):.1f} clips/s" + ("  *" if improved else ""))
+        if not fitted:
+            log(f"epoch {epoch:3d}/{cfg.epochs}  loss {tr_loss:.4f} acc {tr_acc:.3f}  "
+                f"val_loss {va_loss:.4f} val_acc {va_acc:.3f}  {n / max(seconds, 1e-9):.1f} clips/s" + ("  *" if improved else ""))
         if ckpt_path is not None and (dist is None or dist.is_writer):
             _save_checkpoint(ckpt_path, model, opt, result, epoch, bad_epochs)
         if bad_epochs >= cfg.patience:
             result.stopped_early = True
-            log(f"early stopping: no validation-loss improvement for {cfg.patience} epochs; best epoch {result.best_epoch}")
+            if not fitted:
+                log(f"early stopping: no validation-loss improvement for {cfg.patience} epochs; best epoch {result.best_epoch}")
             break
     model.load_state_dict(result.best_state)
+    if fitted:
+        _as_fit(result, log)
     return result
+
+
+def _lbfgs_iterations(opt: torch.optim.Optimizer) -> int:
+    """L-BFGS iterations run so far (cumulative over steps)."""
+    return int(opt.state_dict()["state"].get(0, {}).get("n_iter", 0))
+
+
+def _as_fit(result: TrainResult, log: Callable[[str], Any]) -> None:
+    """A full-batch L-BFGS run is one fit, not an epoch loop: the history becomes one record
+    (the kept step: iterations up to it, its losses) and one line is logged."""
+    best = result.history[result.best_epoch - 1]
+    record = {"fit": "lbfgs", "epoch": 1, "steps": result.best_epoch, "steps_run": len(result.history),
+              **{k: best[k] for k in ("iterations", "train_loss", "train_accuracy", "val_loss", "val_accuracy")},
+              "seconds": sum(h["seconds"] for h in result.history)}
+    result.history, result.best_epoch = [record], 1
+    log(f"fitted by full-batch L-BFGS: {record['iterations']} iterations, final training loss {record['train_loss']:.4f} "
+        f"(accuracy {record['train_accuracy']:.3f}); validation loss {record['val_loss']:.4f}, accuracy {record['val_accuracy']:.3f}")
 
 
 def _silent(line: str) -> None:

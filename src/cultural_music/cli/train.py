@@ -50,6 +50,7 @@ def build_config(model_name: str, options: dict[str, Any]) -> Any:
     from ..config import MUSICNN_EMBEDDING
     from ..errors import ParameterError
     from ..models import available_models, check_config, default_config
+    from ..models.res_cnn import check_input_size
 
     if model_name not in available_models():
         raise click.BadParameter(f"unknown model {model_name!r}; choose from {', '.join(available_models())}", param_hint="--model")
@@ -67,6 +68,7 @@ def build_config(model_name: str, options: dict[str, Any]) -> Any:
     try:
         cfg = cfg.replace(**changes) if changes else cfg
         check_config(cfg)
+        check_input_size(cfg)
     except ParameterError as err:
         raise click.BadParameter(str(err)) from err
     return cfg
@@ -113,7 +115,7 @@ def register(cli: click.Group) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="model", show_default=True, help="Model folder to write.")
 @model_options
 @click.option("--groups", "groups_csv", type=click.Path(exists=True, dir_okay=False), default=None, help="CSV 'path,group': files of one group stay on one side of the split.")
-@click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/checkpoint.pt.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/checkpoint.pt (the new model is built beside OUT and swapped in when complete).")
 @cache_option
 @workers_option
 @backend_options
@@ -133,7 +135,8 @@ def train(data_dir: str, out_dir: str, model_name: str, groups_csv: str | None, 
     run = run_training(data_dir, out_dir, cfg, groups_csv=groups_csv, cache_dir=cache_dir, workers=workers,
                        resume=resume, progress=not quiet, log=click.echo, backend=backend, address=address)
     best = run.history[run.best_epoch - 1]
-    click.echo(f"best epoch {run.best_epoch}: val_loss {best['val_loss']:.4f}, val_accuracy {best['val_accuracy']:.3f}")
+    kept = "fitted" if best.get("fit") else f"best epoch {run.best_epoch}"
+    click.echo(f"{kept}: val_loss {best['val_loss']:.4f}, val_accuracy {best['val_accuracy']:.3f}")
     click.echo(f"model saved to {run.model_dir} (evaluate it: cultural-music evaluate {run.model_dir})")
 
 

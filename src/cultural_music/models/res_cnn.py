@@ -12,12 +12,18 @@ and the SpecAugment masks and cached waveform augmentations of :class:`AugmentCo
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
+from ..errors import ParameterError
 from . import register
 
-__all__ = ["ResCNN", "RECIPE"]
+if TYPE_CHECKING:
+    from ..config import Config
+
+__all__ = ["ResCNN", "RECIPE", "min_batch_size", "check_input_size"]
 
 #: training recipe of ``res-cnn`` (config section -> overrides)
 RECIPE: dict[str, dict[str, object]] = {
@@ -101,3 +107,32 @@ class ResCNN(nn.Module):
         x = self.input_bn(x.transpose(1, 2)).transpose(1, 2)  # normalise each mel band
         h = self.blocks(self.stem(x)).mean(dim=2)  # (B, C, T')
         return self.head(torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1))
+
+
+#: halvings (ceil) of the feature map before the last block's batch norm: stem + 3 blocks
+_HALVINGS_BEFORE_LAST_BN = 4
+
+
+def min_batch_size(rows: int, frames: int) -> int:
+    """Smallest training batch ``res-cnn`` can run on features ``(rows, frames)``: batch norm
+    in training needs more than one value per channel, and the last block's sees
+    ``ceil(rows / 16) * ceil(frames / 16)`` values per clip."""
+    step = 2**_HALVINGS_BEFORE_LAST_BN
+    per_clip = -(-rows // step) * -(-frames // step)
+    return 1 if per_clip > 1 else 2
+
+
+def check_input_size(cfg: "Config") -> None:
+    """Raise :class:`ParameterError` if ``res-cnn`` cannot train with ``cfg`` (batch size too
+    small for the feature map of one clip); other models: nothing to check."""
+    if cfg.train.model != "res-cnn":
+        return
+    rows, frames = cfg.features.n_mels, cfg.features.n_frames(cfg.audio.clip_samples)
+    need = min_batch_size(rows, frames)
+    if cfg.train.batch_size < need:
+        raise ParameterError(
+            f"The 'batch_size' parameter of TrainConfig must be at least {need} for model 'res-cnn' with {rows} mel bands "
+            f"and {frames} frames per clip (its batch norm needs more than one value per channel). Got "
+            f"{cfg.train.batch_size} instead; use --batch-size {need} or more, --n-mels 17 or more, or --duration "
+            f"{16 * cfg.features.hop_length / cfg.audio.sample_rate:.2f} (s) or more."
+        )
