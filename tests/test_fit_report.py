@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cultural_music.config import Config, TrainConfig, applicable_settings
-from cultural_music.models import build_model, default_config
+from cultural_music.config import Config, TrainConfig
+from cultural_music.models import applicable_settings, build_model, default_config
 from cultural_music.pipeline import run_training
 from cultural_music.plots import plot_history
 from cultural_music.report import render_report

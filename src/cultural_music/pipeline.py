@@ -20,12 +20,12 @@ import torch
 from .artifact import SPLIT_FILE, file_sha256, save_artifact
 from .atomic import atomic_write_json, ensure_dir
 from .cache import FeatureCache, default_cache_dir
-from .config import Config, applicable_settings
+from .config import Config
 from .data import ClipDataset, build_items
 from .dataset import DatasetScan, Recording, Skipped, read_groups_csv, scan_folder, split_recordings, write_split_csv
 from .errors import DatasetError, OutputError
 from .extract import ExtractResult, default_workers, extract_features
-from .models import build_model
+from .models import applicable_settings, build_model
 from .train import CHECKPOINT_NAME, train_model
 
 __all__ = ["TrainingRun", "run_training", "prepare_dataset", "usable_recordings", "summary_table"]

@@ -18,10 +18,10 @@ from typing import Any
 
 from torch import nn
 
-from ..config import Config
+from ..config import LOGMEL, Config
 from ..errors import ParameterError
 
-__all__ = ["register", "build_model", "available_models", "default_config", "model_defaults", "check_config"]
+__all__ = ["applicable_settings", "register", "build_model", "available_models", "default_config", "model_defaults", "check_config"]
 
 
 @dataclass(frozen=True)
@@ -129,3 +129,44 @@ def check_config(cfg: Config) -> None:
         f"The model {cfg.train.model!r} needs feature kind {' or '.join(repr(k + ('<backbone>' if k.endswith(':') else '')) for k in kinds)}. "
         f"Got {kind!r} instead; start from cultural_music.models.default_config({cfg.train.model!r})."
     )
+
+
+_AUG_WAVEFORM = ("time_stretch_p", "time_stretch_range", "pitch_shift_p", "pitch_shift_semitones", "noise_p", "noise_snr_db")
+
+
+def applicable_settings(cfg: Config) -> dict[str, dict[str, Any]]:
+    """The settings that act on this model, per section, for people (model.json's ``settings``,
+    report.html); ``Config.to_dict`` keeps every field for rebuilding the exact config.
+
+    Left out: feature settings fixed by a pretrained network (musicnn kinds), waveform
+    augmentation probabilities with 0 variants, mask sizes with masking off, ingredients that
+    are off (mixup 0, label smoothing 0, balanced sampling off), warm-up without the cosine
+    schedule, the backbone learning-rate factor for models without a trainable backbone, and
+    batch size / mixup / schedule for a full-batch L-BFGS fit.
+    """
+    d = cfg.to_dict()
+    feats, aug, train = d["features"], d["augment"], d["train"]
+    if cfg.features.kind != LOGMEL:  # fixed by the pretrained network
+        feats = {"kind": feats["kind"]}
+    if cfg.augment.n_variants == 0:
+        aug = {k: v for k, v in aug.items() if k not in _AUG_WAVEFORM}
+    if cfg.augment.spec_mask_p == 0:
+        aug = {k: v for k, v in aug.items() if k not in ("freq_mask_max", "time_mask_max")}
+    drop = {k for k, off in (("mixup_alpha", 0.0), ("label_smoothing", 0.0), ("balanced_sampling", False)) if train[k] == off}
+    if cfg.train.lr_schedule != "cosine":
+        drop.add("warmup_epochs")
+    if not _has_trainable_backbone(cfg.train.model):
+        drop.add("backbone_lr_scale")
+    if cfg.train.optimizer == "lbfgs":
+        drop |= {"batch_size", "mixup_alpha", "lr_schedule", "warmup_epochs"} if cfg.train.lr_schedule == "none" else {"batch_size", "mixup_alpha"}
+    train = {k: v for k, v in train.items() if k not in drop}
+    return {"audio": d["audio"], "features": feats, "augment": aug, "train": train}
+
+
+def _has_trainable_backbone(model: str) -> bool:
+    """Whether ``model`` fine-tunes a pretrained backbone (it has ``param_groups``)."""
+    try:
+        factory = _entry(model).factory
+    except ParameterError:
+        return False
+    return hasattr(factory, "param_groups")
