@@ -3,7 +3,6 @@ show only the settings that act on the model."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -50,7 +49,6 @@ def test_applicable_settings_leave_out_what_the_model_does_not_use() -> None:
     assert Config.from_dict(cfg.to_dict()) == cfg  # the full config is still what prediction rebuilds
 
 
-@pytest.mark.skipif(importlib.util.find_spec("musicnn") is None, reason="musicnn weights not installed")
 def test_model_json_and_report_of_a_fit(tmp_path: Path) -> None:
     data = make_tone_dataset(tmp_path / "data", per_class=4, sr=16000)
     cfg = default_config("musicnn").replace(audio={"clip_seconds": 1.0}, train={"seed": 0})
