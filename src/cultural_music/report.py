@@ -112,7 +112,7 @@ def _headline(m: dict[str, Any]) -> str:
     if cal:
         rows.append(["expected calibration error", _f(cal["recording"]["ece_after"]), _f(cal["clip"]["ece_after"])])
     rows.append(["items scored", str(rec["n"]), str(clip["n"])])
-    note = ('<p class="sub">Recording level: a file\'s clip probabilities averaged (what <span class="mono">predict</span> '
+    note = ('<p class="sub">Recording level: a file\'s clip probabilities averaged, each weighted by its seconds of real audio (exactly what <span class="mono">predict</span> '
             "answers). Clip level: every fixed-length clip on its own. Macro-F1 weighs every class equally.</p>")
     return html_cards + note + _table(["metric", "recordings", "clips"], rows)
 
