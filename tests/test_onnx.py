@@ -62,18 +62,23 @@ def test_onnx_probabilities_match_pytorch(exported: Path, query: Path) -> None:
     assert got.describe()["backend"] == "onnx" and got.describe()["version"] == ref.describe()["version"]
 
 
-def test_onnx_predictor_never_imports_torch(exported: Path, query: Path) -> None:
+def assert_onnx_predicts_without_torch(model: Path, query: Path) -> None:
+    """In a fresh process, the Python API and ``predict --onnx`` answer and ``torch`` is never imported."""
     code = textwrap.dedent(f"""
         import sys
         from cultural_music.cli import main
         from cultural_music.predict_onnx import OnnxClassifier
-        pred = OnnxClassifier.load({str(exported)!r}).predict({str(query)!r})
-        rc = main(["predict", {str(exported)!r}, {str(query)!r}, "--onnx"])
+        pred = OnnxClassifier.load({str(model)!r}).predict({str(query)!r})
+        rc = main(["predict", {str(model)!r}, {str(query)!r}, "--onnx"])
         print(pred.label, rc, "torch" in sys.modules)
     """)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().splitlines()[-1].endswith(" 0 False")
+
+
+def test_onnx_predictor_never_imports_torch(exported: Path, query: Path) -> None:
+    assert_onnx_predicts_without_torch(exported, query)
 
 
 def test_stale_or_missing_onnx_is_refused(exported: Path, tmp_path: Path) -> None:

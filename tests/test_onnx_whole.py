@@ -4,9 +4,6 @@ real clips, and an ONNX prediction never imports torch."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +15,7 @@ from cultural_music.predict import Classifier
 from cultural_music.predict_onnx import OnnxClassifier
 
 from conftest import SHARED, make_tone_dataset
+from test_onnx import assert_onnx_predicts_without_torch
 
 ESC10 = SHARED / "esc10"
 needs_esc10 = pytest.mark.skipif(not ESC10.is_dir(), reason="shared esc10 data not found")
@@ -63,18 +61,7 @@ def test_whole_network_onnx_equals_pytorch_on_real_clips(musicnn_model: Path) ->
 
 @needs_esc10
 def test_onnx_prediction_of_the_default_model_never_imports_torch(musicnn_model: Path) -> None:
-    query = _real_clips()[0]
-    code = textwrap.dedent(f"""
-        import sys
-        from cultural_music.cli import main
-        from cultural_music.predict_onnx import OnnxClassifier
-        pred = OnnxClassifier.load({str(musicnn_model)!r}).predict({str(query)!r})
-        rc = main(["predict", {str(musicnn_model)!r}, {str(query)!r}, "--onnx"])
-        print(pred.label, rc, "torch" in sys.modules)
-    """)
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip().splitlines()[-1].endswith(" 0 False")
+    assert_onnx_predicts_without_torch(musicnn_model, _real_clips()[0])
 
 
 @needs_esc10
