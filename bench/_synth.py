@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cultural_music.cache import FeatureCache
-from cultural_music.dataset import Recording
-from cultural_music.extract import ExtractResult, FeatureEntry
+from cultural_music.features.cache import FeatureCache
+from cultural_music.data.dataset import Recording
+from cultural_music.features.extract import ExtractResult, FeatureEntry
 
 
 def make_cache(root: Path, *, n_clips: int, n_mels: int = 128, frames: int = 1292, n_variants: int = 2,

@@ -31,7 +31,7 @@ import numpy as np
 
 from cultural_music.atomic import atomic_write_json
 from cultural_music.config import Config
-from cultural_music.dataset import Recording
+from cultural_music.data.dataset import Recording
 from cultural_music.models import check_config, default_config
 
 CACHE = Path("/tmp/cm_cache")
@@ -85,8 +85,8 @@ def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
-    from cultural_music.evaluate import evaluate_model
-    from cultural_music.pipeline import run_training
+    from cultural_music.evaluation.evaluate import evaluate_model
+    from cultural_music.training.pipeline import run_training
 
     data = Path(args.data).resolve()
     groups_csv = data / "groups.csv"

@@ -21,11 +21,11 @@ def ensure_bench_model(out: Path, *, steps: int = 8, seed: int = 0) -> Path:
         return out
     import torch
 
-    from cultural_music.artifact import save_artifact
+    from cultural_music.training.artifact import save_artifact
     from cultural_music.config import Config
-    from cultural_music.features import compute_features
+    from cultural_music.features.compute import compute_features
     from cultural_music.models import build_model
-    from cultural_music.onnx_export import export_onnx
+    from cultural_music.inference.export import export_onnx
 
     cfg = Config()
     g = np.random.default_rng(seed)
@@ -60,8 +60,8 @@ def ensure_default_model(out: Path, *, seconds: float = 30.0, seed: int = 0) -> 
     import soundfile as sf
 
     from cultural_music.models import default_config
-    from cultural_music.onnx_export import export_onnx
-    from cultural_music.pipeline import run_training
+    from cultural_music.inference.export import export_onnx
+    from cultural_music.training.pipeline import run_training
 
     g = np.random.default_rng(seed)
     sr = 16000

@@ -65,11 +65,11 @@ def run_reference(paths: list[str]) -> dict:
 
 
 def run_ours(paths: list[str], cache_dir: str, workers: int, use_index: bool, start: str, seconds: float) -> dict:
-    from cultural_music import jobs
-    from cultural_music.cache import FeatureCache
+    from cultural_music.features import jobs
+    from cultural_music.features.cache import FeatureCache
     from cultural_music.config import Config
-    from cultural_music.dataset import Recording
-    from cultural_music.extract import extract_features
+    from cultural_music.data.dataset import Recording
+    from cultural_music.features.extract import extract_features
 
     if start == "spawn":
         from multiprocessing import get_context
@@ -88,7 +88,7 @@ def run_ours(paths: list[str], cache_dir: str, workers: int, use_index: bool, st
 def _warm_job(_: int) -> float:
     """What a worker does before its first file: load the feature code (librosa, scipy)."""
     from cultural_music.config import Config
-    from cultural_music.features import compute_features
+    from cultural_music.features.compute import compute_features
 
     compute_features(np.zeros((1, 22050), np.float32), Config())
     return time.perf_counter()
@@ -100,7 +100,7 @@ def run_startup(method: str, workers: int) -> dict:
     augmented variants)."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from cultural_music import jobs
+    from cultural_music.features import jobs
 
     ctx = jobs._mp_context() if method == "forkserver" else __import__("multiprocessing").get_context("spawn")
     out = {}

@@ -37,7 +37,7 @@ def synthesise(path: Path, minutes: float, *, seed: int = 0) -> Path:
     """Write ``minutes`` of demo-class audio, one class per 5-minute part, a minute at a time."""
     if path.is_file() and abs(sf.info(str(path)).duration - minutes * 60) < 1:
         return path
-    from cultural_music.demo_data import DEMO_CLASSES, synthesize_recording
+    from cultural_music.data.demo_data import DEMO_CLASSES, synthesize_recording
 
     g = np.random.default_rng(seed)
     tmp = path.with_suffix(".part.flac")

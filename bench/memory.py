@@ -40,9 +40,9 @@ def child(mode: str, root: str, n: int, frames: int, threads: int) -> dict:
 
     from _synth import make_cache
     from cultural_music.config import TrainConfig
-    from cultural_music.data import ClipDataset, build_items
+    from cultural_music.training.clip_dataset import ClipDataset, build_items
     from cultural_music.models import build_model
-    from cultural_music.train import train_model
+    from cultural_music.training.loop import train_model
 
     recs, ex = make_cache(Path(root), n_clips=n, frames=frames, write=False)
     classes = sorted({r.label for r in recs})

@@ -36,7 +36,7 @@ CLI = str(Path(sys.executable).with_name("cultural-music"))
 
 FLOOR_TORCH = """
 import sys, torch
-from cultural_music.artifact import load_artifact
+from cultural_music.training.artifact import load_artifact
 art = load_artifact(sys.argv[1])
 f = art.config.features
 with torch.inference_mode():
@@ -44,7 +44,7 @@ with torch.inference_mode():
 """
 FLOOR_ONNX = """
 import sys, numpy as np, onnxruntime as ort
-from cultural_music.artifact import read_meta
+from cultural_music.training.artifact import read_meta
 from cultural_music.config import Config
 cfg = Config.from_dict(read_meta(sys.argv[1])["config"])
 s = ort.InferenceSession(sys.argv[1] + "/model.onnx", providers=["CPUExecutionProvider"])
@@ -72,7 +72,7 @@ def main() -> None:
     model = ensure_default_model(args.work / "musicnn-model") if default_kind else ensure_bench_model(args.work / "model")
     query = args.work / "query30.wav"
     if not query.is_file():
-        from cultural_music.demo_data import synthesize_recording
+        from cultural_music.data.demo_data import synthesize_recording
 
         sf.write(query, synthesize_recording("Tharu", seconds=30.0, sample_rate=44100, rng=np.random.default_rng(1)), 44100)
     runs = {

@@ -52,10 +52,10 @@ def make_files(folder: Path, n: int, seconds: float) -> list[Path]:
 
 def extract(paths: list[Path], cache_dir: Path, *, workers: int, backend: str) -> float:
     """Seconds to extract every file into an empty cache."""
-    from cultural_music.cache import FeatureCache
+    from cultural_music.features.cache import FeatureCache
     from cultural_music.config import Config
-    from cultural_music.dataset import Recording
-    from cultural_music.extract import extract_features
+    from cultural_music.data.dataset import Recording
+    from cultural_music.features.extract import extract_features
 
     recs = [Recording(p, f"{p.parent.name}/{p.name}", p.parent.name, str(i)) for i, p in enumerate(paths)]
     t0 = time.perf_counter()
@@ -80,7 +80,7 @@ def ray_run(paths: list[Path], cache_dir: Path, cpus: int, rounds: int) -> tuple
 
     @ray.remote(num_cpus=1)
     def warm() -> int:
-        import cultural_music.jobs  # noqa: F401 - the imports every task needs
+        import cultural_music.features.jobs  # noqa: F401 - the imports every task needs
         import time as t
 
         t.sleep(0.5)  # hold the CPU so the next warm-up lands on another worker

@@ -86,9 +86,9 @@ def main() -> None:
     args = ap.parse_args()
     from _synth import make_cache
     from cultural_music.config import TrainConfig
-    from cultural_music.data import ClipDataset, build_items
+    from cultural_music.training.clip_dataset import ClipDataset, build_items
     from cultural_music.models import build_model
-    from cultural_music.train import train_model
+    from cultural_music.training.loop import train_model
 
     print(f"seed-cnn, clips 128 x {args.frames}, {CORES} cores, torch {torch.__version__}, "
           f"load average {os.getloadavg()[0]:.1f}")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cultural_music.artifact import load_artifact
+from cultural_music.training.artifact import load_artifact
 from cultural_music.errors import ModelLoadError, OutputError
-from cultural_music.pipeline import run_training
+from cultural_music.training.pipeline import run_training
 
 from conftest import make_tone_dataset
 from test_reliability import CFG, QUIET
@@ -59,7 +59,7 @@ def test_killed_retrain_leaves_the_old_model_folder_intact_and_resume_works(tmp_
 
 
 def test_evaluate_refuses_a_split_that_is_not_the_models(tmp_path: Path) -> None:
-    from cultural_music.evaluate import evaluate_model
+    from cultural_music.evaluation.evaluate import evaluate_model
 
     data = make_tone_dataset(tmp_path / "data", per_class=4)
     out = tmp_path / "m"

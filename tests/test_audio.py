@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cultural_music.audio import audio_info, iter_clips, load_audio, load_clips
+from cultural_music.features.audio import audio_info, iter_clips, load_audio, load_clips
 from cultural_music.config import AudioConfig
 from cultural_music.errors import AudioLoadError
 

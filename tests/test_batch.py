@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cultural_music.batch import expand_inputs, run_batch
+from cultural_music.inference.batch import expand_inputs, run_batch
 from cultural_music.cli import main
 from cultural_music.errors import OutputError, ParameterError
-from cultural_music.predict import Classifier
+from cultural_music.inference.classifier import Classifier
 
 from conftest import write
 from tiny_model import SOUNDS, SR, shared_model

@@ -24,7 +24,7 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 uvicorn = pytest.importorskip("uvicorn", reason="the web extra (uvicorn) is not installed")
 
-from cultural_music.predict import Classifier  # noqa: E402
+from cultural_music.inference.classifier import Classifier
 from cultural_music.serve import create_app  # noqa: E402
 
 from conftest import tone, write  # noqa: E402

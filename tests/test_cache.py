@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cultural_music.cache import INDEX_NAME, FeatureCache, FileIndex, FileSignature
+from cultural_music.features.cache import INDEX_NAME, FeatureCache, FileIndex, FileSignature
 from cultural_music.cli import main
 
 SHA = "ab" + "0" * 62

@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cultural_music.calibration import expected_calibration_error, fit_temperature, nll, reliability_bins
+from cultural_music.metrics.calibration import expected_calibration_error, fit_temperature, nll, reliability_bins
 from cultural_music.errors import ParameterError
-from cultural_music.metrics import softmax
+from cultural_music.metrics.classification import softmax
 
 
 def _overconfident(rng: np.random.Generator, n: int = 400, k: int = 4, scale: float = 8.0) -> tuple[np.ndarray, np.ndarray]:

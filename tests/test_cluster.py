@@ -20,15 +20,15 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import DataLoader
 
-from cultural_music.cache import FeatureCache
+from cultural_music.features.cache import FeatureCache
 from cultural_music.cli import main
 from cultural_music.cluster.ddp import init_process_group, shard_indices, shutdown, state_digest
 from cultural_music.config import Config, TrainConfig
-from cultural_music.data import ClipDataset, ClipItem
-from cultural_music.dataset import Recording, scan_folder
+from cultural_music.training.clip_dataset import ClipDataset, ClipItem
+from cultural_music.data.dataset import Recording, scan_folder
 from cultural_music.errors import ParameterError
-from cultural_music.extract import extract_features
-from cultural_music.train import train_model
+from cultural_music.features.extract import extract_features
+from cultural_music.training.loop import train_model
 
 from conftest import make_tone_dataset, tone, write
 
@@ -44,8 +44,8 @@ TINY = Config().replace(
 
 
 def test_local_path_does_not_import_ray() -> None:
-    code = ("import sys, cultural_music, cultural_music.cli, cultural_music.train, cultural_music.jobs, "
-            "cultural_music.extract, cultural_music.pipeline, cultural_music.cluster.ddp; "
+    code = ("import sys, cultural_music, cultural_music.cli, cultural_music.training.loop, cultural_music.features.jobs, "
+            "cultural_music.features.extract, cultural_music.training.pipeline, cultural_music.cluster.ddp; "
             "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -230,7 +230,7 @@ def test_features_command_reports_the_same_on_ray(ray_session, tmp_path: Path, c
 
 def test_ray_task_failure_skips_only_that_file(ray_session, tmp_path: Path) -> None:  # noqa: ANN001
     from cultural_music.cluster.ray_features import ray_backend
-    from cultural_music.jobs import ExtractJob
+    from cultural_music.features.jobs import ExtractJob
 
     def _crash_on(jobs, cfg_dict, cache_root):  # noqa: ANN001, ANN202 - local: Ray ships it by value
         """A task whose worker dies on a file named ``crash*``."""

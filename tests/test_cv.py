@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from cultural_music.cli import main
-from cultural_music.cv import fold_statistics
-from cultural_music.dataset import Recording
+from cultural_music.evaluation.cv import fold_statistics
+from cultural_music.data.dataset import Recording
 from cultural_music.errors import DatasetError, ParameterError
-from cultural_music.folds import folds_from_column, group_kfold, leave_one_group_out, validation_split
+from cultural_music.data.folds import folds_from_column, group_kfold, leave_one_group_out, validation_split
 from cultural_music.models import default_config
 
 from conftest import make_tone_dataset

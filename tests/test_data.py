@@ -10,12 +10,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from cultural_music.augment.spec_mask import SpecMask
-from cultural_music.cache import FeatureCache
+from cultural_music.features.cache import FeatureCache
 from cultural_music.config import Config
-from cultural_music.data import ClipDataset, build_items
-from cultural_music.dataset import Recording, scan_folder
+from cultural_music.training.clip_dataset import ClipDataset, build_items
+from cultural_music.data.dataset import Recording, scan_folder
 from cultural_music.errors import CulturalMusicError
-from cultural_music.extract import ExtractResult, extract_features
+from cultural_music.features.extract import ExtractResult, extract_features
 
 from conftest import make_tone_dataset
 

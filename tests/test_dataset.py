@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cultural_music.dataset import read_groups_csv, read_split_csv, scan_folder, split_recordings, write_split_csv
+from cultural_music.data.dataset import read_groups_csv, read_split_csv, scan_folder, split_recordings, write_split_csv
 from cultural_music.errors import DatasetError
 
 from conftest import make_tone_dataset, tone, write
@@ -97,7 +97,7 @@ def test_non_ascii_and_spaces(tmp_path: Path) -> None:
 
 def test_split_with_groups_spanning_classes_keeps_each_group_on_one_side(tmp_path: Path) -> None:
     """Speakers (groups) each say every class: whole speakers go to test / val / train."""
-    from cultural_music.dataset import Recording
+    from cultural_music.data.dataset import Recording
 
     recs = [Recording(path=tmp_path / f"{c}/{s}_{i}.wav", rel_path=f"{c}/{s}_{i}.wav", label=c, group=s)
             for c in ("zero", "one", "two") for s in ("ann", "bob", "cem", "dan", "eve", "fay") for i in range(3)]
@@ -113,7 +113,7 @@ def test_split_with_groups_spanning_classes_keeps_each_group_on_one_side(tmp_pat
 
 
 def test_split_with_too_few_shared_groups_names_the_problem(tmp_path: Path) -> None:
-    from cultural_music.dataset import Recording
+    from cultural_music.data.dataset import Recording
 
     recs = [Recording(path=tmp_path / f"{c}{s}.wav", rel_path=f"{c}{s}.wav", label=c, group=s)
             for c in ("a", "b") for s in ("p", "q")]

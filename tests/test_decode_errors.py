@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cultural_music.audio import audio_info, load_audio, load_clips
-from cultural_music.batch import expand_inputs
-from cultural_music.cache import FeatureCache
+from cultural_music.features.audio import audio_info, load_audio, load_clips
+from cultural_music.inference.batch import expand_inputs
+from cultural_music.features.cache import FeatureCache
 from cultural_music.config import AudioConfig, Config
-from cultural_music.dataset import scan_folder
+from cultural_music.data.dataset import scan_folder
 from cultural_music.errors import AudioLoadError
-from cultural_music.extract import fill_cache
+from cultural_music.features.extract import fill_cache
 
 from conftest import tone, write
 
@@ -37,7 +37,7 @@ def _noisy_mp3(path: Path) -> Path:
 
 _DECODE = """
 import sys
-from cultural_music.audio import iter_blocks, load_audio
+from cultural_music.features.audio import iter_blocks, load_audio
 n = sum(len(b) for b in iter_blocks(sys.argv[1], sample_rate=16000, block_seconds=0.1))
 n2 = len(load_audio(sys.argv[1], sample_rate=16000))
 print(n, n2)
@@ -62,7 +62,7 @@ def test_mp3_decoding_prints_nothing_on_stderr(tmp_path: Path) -> None:
 def test_quiet_decoder_passes_on_other_writes_and_restores_fd2(tmp_path: Path) -> None:
     code = """
 import os, sys
-from cultural_music.quiet import quiet_decoder
+from cultural_music.features.quiet import quiet_decoder
 with quiet_decoder():
     os.write(2, b"[src/libmpg123/layer3.c:f():1] error: dropped\\n")
     print("from python, inside", file=sys.stderr)

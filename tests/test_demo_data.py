@@ -1,4 +1,4 @@
-"""Tests of the SYNTHETIC demo data generator (cultural_music.demo_data)."""
+"""Tests of the SYNTHETIC demo data generator (cultural_music.data.demo_data)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cultural_music.demo_data import (
-    DEMO_CLASSES,
-    make_demo_dataset,
-    make_demo_queries,
-    synthesize_recording,
-)
+from cultural_music.data.demo_data import DEMO_CLASSES, make_demo_dataset, make_demo_queries, synthesize_recording
 from cultural_music.errors import ParameterError
 
 SR = 22050

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cultural_music.artifact import load_artifact
+from cultural_music.training.artifact import load_artifact
 from cultural_music.config import Config
 from cultural_music.errors import ModelLoadError
-from cultural_music.evaluate import evaluate_model
-from cultural_music.pipeline import run_training
-from cultural_music.predict import Classifier, format_prediction, predict_cultural_music_type
+from cultural_music.evaluation.evaluate import evaluate_model
+from cultural_music.training.pipeline import run_training
+from cultural_music.inference.classifier import Classifier, format_prediction, predict_cultural_music_type
 
 from conftest import make_tone_dataset, tone, write
 

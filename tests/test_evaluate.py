@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from cultural_music.artifact import save_artifact
-from cultural_music.calibration import nll, reliability_bins
+from cultural_music.training.artifact import save_artifact
+from cultural_music.metrics.calibration import nll, reliability_bins
 from cultural_music.cli import main
 from cultural_music.config import Config
-from cultural_music.dataset import scan_folder, write_split_csv
+from cultural_music.data.dataset import scan_folder, write_split_csv
 from cultural_music.errors import DatasetError
-from cultural_music.evaluate import calibration_metrics, prediction_rows, predictions_csv_text, run_evaluation
-from cultural_music.metrics import softmax
+from cultural_music.evaluation.evaluate import calibration_metrics, prediction_rows, predictions_csv_text, run_evaluation
+from cultural_music.metrics.classification import softmax
 from cultural_music.models import build_model
 
 from conftest import make_tone_dataset, tone, write

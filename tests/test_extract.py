@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cultural_music import cache as cache_mod
-from cultural_music import jobs as jobs_mod
-from cultural_music.cache import FeatureCache
+from cultural_music.features import cache as cache_mod
+from cultural_music.features import jobs as jobs_mod
+from cultural_music.features.cache import FeatureCache
 from cultural_music.cli import main
 from cultural_music.config import Config
-from cultural_music.dataset import Recording, scan_folder
+from cultural_music.data.dataset import Recording, scan_folder
 from cultural_music.errors import ParameterError
-from cultural_music.extract import extract_features
-from cultural_music.jobs import chunk_size, register_backend, run_jobs
+from cultural_music.features.extract import extract_features
+from cultural_music.features.jobs import chunk_size, register_backend, run_jobs
 
 from conftest import make_tone_dataset, tone, write
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from cultural_music.config import FeatureConfig
-from cultural_music.features import feature_shape, log_mel
+from cultural_music.features.compute import feature_shape, log_mel
 
 from conftest import tone
 
@@ -41,7 +41,7 @@ import torch  # noqa: E402
 
 from cultural_music.config import Config, n_patches  # noqa: E402
 from cultural_music.errors import ParameterError  # noqa: E402
-from cultural_music.features import compute_features, musicnn_log_mel  # noqa: E402
+from cultural_music.features.compute import compute_features, musicnn_log_mel
 
 
 def _cfg(kind: str) -> Config:

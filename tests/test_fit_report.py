@@ -11,10 +11,10 @@ import pytest
 
 from cultural_music.config import Config, TrainConfig
 from cultural_music.models import applicable_settings, build_model, default_config
-from cultural_music.pipeline import run_training
-from cultural_music.plots import plot_history
-from cultural_music.report import render_report
-from cultural_music.train import train_model
+from cultural_music.training.pipeline import run_training
+from cultural_music.metrics.plots import plot_history
+from cultural_music.evaluation.report import render_report
+from cultural_music.training.loop import train_model
 
 from conftest import make_tone_dataset
 from test_reliability import QUIET
@@ -66,6 +66,6 @@ def test_model_json_and_report_of_a_fit(tmp_path: Path) -> None:
 
 
 def _render(metrics: dict, meta: dict) -> str:
-    from cultural_music import report
+    from cultural_music.evaluation import report
 
     return report._curves(meta, {}) + report._settings(meta)

@@ -9,10 +9,10 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cultural_music.audio import load_clips
+from cultural_music.features.audio import load_clips
 from cultural_music.config import AudioConfig, FeatureConfig
 from cultural_music.errors import AudioLoadError
-from cultural_music.features import log_mel
+from cultural_music.features.compute import log_mel
 
 AUDIO = AudioConfig(sample_rate=8000, clip_seconds=0.5)
 HEADERS = [b"", b"RIFF\x24\x00\x00\x00WAVEfmt ", b"fLaC", b"OggS", b"ID3\x03\x00\x00\x00", b"\xff\xfb\x90\x64"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cultural_music.metrics import classification_metrics, mean_by_group
+from cultural_music.metrics.classification import classification_metrics, mean_by_group
 
 
 def test_hand_computed_case_with_a_class_never_predicted() -> None:

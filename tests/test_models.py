@@ -34,7 +34,7 @@ def test_unknown_model() -> None:
 # ------------------------------------------------------------------------------------------
 from pathlib import Path  # noqa: E402
 
-from cultural_music.artifact import load_artifact, save_artifact  # noqa: E402
+from cultural_music.training.artifact import load_artifact, save_artifact
 from cultural_music.config import Config  # noqa: E402
 from cultural_music.models import check_config, default_config, model_defaults  # noqa: E402
 

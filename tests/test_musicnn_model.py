@@ -18,7 +18,7 @@ from conftest import make_tone_dataset, tone, write
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from cultural_music.pipeline import run_training
+    from cultural_music.training.pipeline import run_training
 
     root = tmp_path_factory.mktemp("musicnn")
     data = make_tone_dataset(root / "data", per_class=6, seconds=1.0, sr=16000)
@@ -38,8 +38,8 @@ def test_model_folder_records_backbone_and_embeddings_are_cached(trained: tuple[
 
 
 def test_musicnn_head_learns_tones_and_predicts_after_reload(trained: tuple[Path, Path], tmp_path: Path) -> None:
-    from cultural_music.evaluate import evaluate_model
-    from cultural_music.predict import Classifier
+    from cultural_music.evaluation.evaluate import evaluate_model
+    from cultural_music.inference.classifier import Classifier
 
     data, model = trained
     m = evaluate_model(model, cache_dir=model.parent / "cache", workers=1, progress=False, plots=False, log=lambda s: None)

@@ -12,8 +12,8 @@ import pytest
 import soundfile as sf
 
 from cultural_music.cli import main
-from cultural_music.evaluate import run_evaluation
-from cultural_music.predict import Classifier, format_prediction
+from cultural_music.evaluation.evaluate import run_evaluation
+from cultural_music.inference.classifier import Classifier, format_prediction
 
 from conftest import SHARED
 
@@ -102,8 +102,8 @@ def test_onnx_predict_equals_evaluate(setup: dict[str, Path], tmp_path: Path) ->
     export's own parity contract is 1e-4)."""
     import shutil
 
-    from cultural_music.onnx_export import export_onnx
-    from cultural_music.predict_onnx import OnnxClassifier
+    from cultural_music.inference.export import export_onnx
+    from cultural_music.inference.onnx_backend import OnnxClassifier
 
     model = tmp_path / "model"
     shutil.copytree(setup["model"], model)

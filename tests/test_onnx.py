@@ -16,9 +16,9 @@ from torch import nn
 
 from cultural_music.cli import main
 from cultural_music.errors import ModelLoadError
-from cultural_music.onnx_export import export_onnx, exportable
-from cultural_music.predict import Classifier
-from cultural_music.predict_onnx import OnnxClassifier
+from cultural_music.inference.export import export_onnx, exportable
+from cultural_music.inference.classifier import Classifier
+from cultural_music.inference.onnx_backend import OnnxClassifier
 
 from conftest import write
 from tiny_model import SOUNDS, SR, shared_model
@@ -67,7 +67,7 @@ def assert_onnx_predicts_without_torch(model: Path, query: Path) -> None:
     code = textwrap.dedent(f"""
         import sys
         from cultural_music.cli import main
-        from cultural_music.predict_onnx import OnnxClassifier
+        from cultural_music.inference.onnx_backend import OnnxClassifier
         pred = OnnxClassifier.load({str(model)!r}).predict({str(query)!r})
         rc = main(["predict", {str(model)!r}, {str(query)!r}, "--onnx"])
         print(pred.label, rc, "torch" in sys.modules)

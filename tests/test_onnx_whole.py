@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from cultural_music.models import default_config
-from cultural_music.onnx_export import export_onnx
-from cultural_music.predict import Classifier
-from cultural_music.predict_onnx import OnnxClassifier
+from cultural_music.inference.export import export_onnx
+from cultural_music.inference.classifier import Classifier
+from cultural_music.inference.onnx_backend import OnnxClassifier
 
 from conftest import SHARED, make_tone_dataset
 from test_onnx import assert_onnx_predicts_without_torch
@@ -24,7 +24,7 @@ needs_esc10 = pytest.mark.skipif(not ESC10.is_dir(), reason="shared esc10 data n
 @pytest.fixture(scope="module", params=[1.0, 5.0], ids=["1s-one-padded-patch", "5s-two-patches"])
 def musicnn_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default model kind (frozen musicnn + head), trained on tones, exported to ONNX."""
-    from cultural_music.pipeline import run_training
+    from cultural_music.training.pipeline import run_training
 
     seconds = request.param
     root = tmp_path_factory.mktemp("whole")
@@ -68,7 +68,7 @@ def test_onnx_prediction_of_the_default_model_never_imports_torch(musicnn_model:
 @pytest.mark.parametrize("kind", ["seed-cnn", "res-cnn", "musicnn-finetune"])
 def test_every_model_kind_exports_and_matches_pytorch(kind: str, tmp_path: Path) -> None:
     from cultural_music.models import available_models
-    from cultural_music.pipeline import run_training
+    from cultural_music.training.pipeline import run_training
 
     assert {"musicnn", "seed-cnn", "res-cnn", "musicnn-finetune"} >= set(available_models())  # a new kind needs a case here
     cfg = default_config(kind)

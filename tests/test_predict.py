@@ -11,8 +11,7 @@ import pytest
 
 from cultural_music.cli import main
 from cultural_music.errors import AudioLoadError, ParameterError
-from cultural_music.predict import (Classifier, Prediction, format_prediction, format_timeline,
-                                    predict_cultural_music_type)
+from cultural_music.inference.classifier import Classifier, Prediction, format_prediction, format_timeline, predict_cultural_music_type
 
 from conftest import write
 from tiny_model import SOUNDS, SR, shared_model
@@ -129,7 +128,7 @@ def test_prediction_positional_fields_kept() -> None:
 
 
 def test_prefetch_keeps_order_errors_and_closes_source() -> None:
-    from cultural_music.prefetch import prefetch
+    from cultural_music.features.prefetch import prefetch
 
     assert list(prefetch(iter(range(50)), depth=2)) == list(range(50))
     closed: list[bool] = []

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from cultural_music.errors import ParameterError
-from cultural_music.mixup import mixup_batch
-from cultural_music.sampling import balanced_class_weights, balanced_sampler, class_counts
-from cultural_music.schedule import lr_factor
+from cultural_music.training.mixup import mixup_batch
+from cultural_music.training.sampling import balanced_class_weights, balanced_sampler, class_counts
+from cultural_music.training.schedule import lr_factor
 
 UNBALANCED = np.array([0] * 9 + [1] * 3 + [2] * 1)
 

@@ -12,12 +12,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from cultural_music.artifact import load_artifact
-from cultural_music.audio import iter_clips, load_clips
-from cultural_music.cache import FeatureCache
+from cultural_music.training.artifact import load_artifact
+from cultural_music.features.audio import iter_clips, load_clips
+from cultural_music.features.cache import FeatureCache
 from cultural_music.config import AudioConfig, Config
 from cultural_music.errors import AudioLoadError, DatasetError, ModelLoadError, OutputError
-from cultural_music.pipeline import run_training
+from cultural_music.training.pipeline import run_training
 
 from conftest import make_tone_dataset, tone, write
 
@@ -111,8 +111,8 @@ def test_three_hour_file_streams_in_bounded_memory(tmp_path: Path) -> None:
 
 
 def test_long_file_features_are_cached_in_bounded_memory(tmp_path: Path) -> None:
-    from cultural_music.dataset import Recording
-    from cultural_music.extract import extract_features
+    from cultural_music.data.dataset import Recording
+    from cultural_music.features.extract import extract_features
 
     path = tmp_path / "c" / "long.wav"
     path.parent.mkdir()
@@ -162,7 +162,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path: Path) -> 
 
 
 def test_same_seed_gives_identical_weights_and_metrics(tmp_path: Path) -> None:
-    from cultural_music.evaluate import evaluate_model
+    from cultural_music.evaluation.evaluate import evaluate_model
 
     data = make_tone_dataset(tmp_path / "data", per_class=4)
     cfg = CFG.replace(train={"epochs": 2})

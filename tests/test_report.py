@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cultural_music.evaluate import calibration_metrics, prediction_rows
-from cultural_music.metrics import classification_metrics, softmax
-from cultural_music.report import SECTIONS, render_report, write_report
+from cultural_music.evaluation.evaluate import calibration_metrics, prediction_rows
+from cultural_music.metrics.classification import classification_metrics, softmax
+from cultural_music.evaluation.report import SECTIONS, render_report, write_report
 
 CLASSES = ["a<b>", "calm", "loud"]
 IMAGE_KEYS = ("accuracy", "loss", "confusion", "confusion_normalized", "roc", "pr", "reliability")

@@ -30,7 +30,7 @@ from cultural_music.serve.errors import RequestError  # noqa: E402
 from cultural_music.serve.runner import ModelRunner  # noqa: E402
 from cultural_music.serve.sniff import describe_content, sniff_audio  # noqa: E402
 from cultural_music.serve.upload import UploadSpace, receive_upload, timed_chunks  # noqa: E402
-from cultural_music.predict import Classifier  # noqa: E402
+from cultural_music.inference.classifier import Classifier
 
 from conftest import tone  # noqa: E402
 from tiny_model import sine, train_tiny_model  # noqa: E402

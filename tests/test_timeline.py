@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from cultural_music.errors import ParameterError
-from cultural_music.predict import Classifier
-from cultural_music.timeline import (Segment, aggregate_probabilities, build_timeline, clip_starts, recording_probabilities,
-                                     recordings_from_clips, window_bounds, window_weights)
+from cultural_music.inference.classifier import Classifier
+from cultural_music.inference.timeline import Segment, aggregate_probabilities, build_timeline, clip_starts, recording_probabilities, recordings_from_clips, window_bounds, window_weights
 
 from conftest import write
 from tiny_model import SOUNDS, SR, shared_model

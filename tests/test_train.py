@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from cultural_music.config import TrainConfig
-from cultural_music.data import ClipDataset, ClipItem
+from cultural_music.training.clip_dataset import ClipDataset, ClipItem
 from cultural_music.errors import ParameterError
 from cultural_music.models import build_model
-from cultural_music.train import make_optimizer, train_model
+from cultural_music.training.loop import make_optimizer, train_model
 
 
 def _dataset(root: Path, labels: list[int], *, seed: int = 0, shape: tuple[int, int] = (16, 12), train: bool = False) -> ClipDataset:
@@ -121,7 +121,7 @@ def test_bad_recipe_values() -> None:
 
 
 def test_lbfgs_fits_a_regularised_linear_head_regardless_of_seed(tmp_path: Path) -> None:
-    from cultural_music.lbfgs import l2_penalty
+    from cultural_music.training.lbfgs import l2_penalty
 
     labels = [0, 1, 2] * 6
     train = _dataset(tmp_path / "tr", labels, shape=(16, 2))

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from cultural_music.config import TrainConfig
-from cultural_music.data import ClipDataset, ClipItem
+from cultural_music.training.clip_dataset import ClipDataset, ClipItem
 from cultural_music.errors import CulturalMusicError
 from cultural_music.models import build_model, default_config
-from cultural_music.train import train_model
+from cultural_music.training.loop import train_model
 
 
 def _dataset(root: Path, n: int, rows: int, cols: int, name: str) -> ClipDataset:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cultural_music.errors import ParameterError
-from cultural_music.uncertainty import fit_threshold, is_uncertain
+from cultural_music.metrics.uncertainty import fit_threshold, is_uncertain
 
 
 def _proba(conf: list[float], pred: list[int], k: int = 3) -> np.ndarray:

@@ -32,7 +32,7 @@ _NO_MUSICNN = textwrap.dedent(
     sys.modules["tensorflow"] = None
     import numpy as np
     from cultural_music.cli.train import DEFAULT_MODEL
-    from cultural_music.features import compute_features
+    from cultural_music.features.compute import compute_features
     from cultural_music.models import default_config
 
     cfg = default_config(DEFAULT_MODEL).replace(audio={"clip_seconds": 1.0})

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cultural_music.artifact import save_artifact
+from cultural_music.training.artifact import save_artifact
 from cultural_music.config import Config
-from cultural_music.features import compute_features
+from cultural_music.features.compute import compute_features
 from cultural_music.models import build_model
 
 TINY = Config().replace(
@@ -65,7 +65,7 @@ def train_tiny_model(out: Path, sounds: dict[str, Callable[[np.random.Generator,
 
 def demo_sound(kind: str) -> Callable[[np.random.Generator, float], np.ndarray]:
     """A sound maker: a synthetic demo recording of ``kind`` at :data:`SR` Hz."""
-    from cultural_music.demo_data import synthesize_recording
+    from cultural_music.data.demo_data import synthesize_recording
 
     def make(g: np.random.Generator, seconds: float) -> np.ndarray:
         return synthesize_recording(kind, seconds=seconds, sample_rate=SR, rng=g)

@@ -111,7 +111,7 @@ for p in files:
     if p.suffix == ".py":
         t2 = rewrite_py_imports(p, t2)
     t2 = rewrite_text(t2)
-    # path references like src/cultural_music/predict.py in docs
+    # path references like src/cultural_music/inference/classifier.py in docs
     for old, new in mapping.items():
         op = "/".join(old.split(".")) + ".py"; np_ = "/".join(new.split(".")) + ".py"
         t2 = t2.replace(op, np_)

@@ -14,11 +14,11 @@ __all__ = ["__version__", "Config", "predict_cultural_music_type", "Classifier"]
 
 def __getattr__(name: str) -> Any:
     if name == "Config":
-        from .config import Config
+        from cultural_music.config import Config
 
         return Config
     if name in ("predict_cultural_music_type", "Classifier"):
-        from . import predict
+        from cultural_music.inference import classifier as predict
 
         return getattr(predict, name)
     raise AttributeError(f"module 'cultural_music' has no attribute {name!r}")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import OutputError
+from cultural_music.errors import OutputError
 
 __all__ = ["atomic_path", "atomic_open", "atomic_write_text", "atomic_write_json", "atomic_write_bytes", "ensure_dir"]
 

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ParameterError, check_in_range, check_positive
+from cultural_music.errors import ParameterError, check_in_range, check_positive
 
 __all__ = ["AudioConfig", "FeatureConfig", "AugmentConfig", "TrainConfig", "Config", "n_patches", "LR_SCHEDULES", "CLASS_WEIGHTINGS", "OPTIMIZERS"]
 
@@ -64,7 +64,7 @@ MUSICNN_HOP = 256  #: samples (16 ms) between musicnn log-mel frames
 class FeatureConfig:
     """What the network sees: the feature map ``(rows, columns)`` of one clip.
 
-    ``kind`` chooses the features (see :func:`cultural_music.features.compute_features`):
+    ``kind`` chooses the features (see :func:`cultural_music.features.compute.compute_features`):
 
     - ``"logmel"``: ``librosa.feature.melspectrogram`` (power), then dB relative to the clip's
       loudest bin, clipped at ``-top_db`` and mapped linearly to 0..1, so every clip spans 0..1

@@ -1,6 +1,6 @@
 """The main job on built-in data: synthesise a 5-class demo set, train, evaluate, predict.
 
-The data are synthetic (see :mod:`cultural_music.demo_data`): they borrow the names of the
+The data are synthetic (see :mod:`cultural_music.data.demo_data`): they borrow the names of the
 reference classes but are not recordings of those kinds of music.
 """
 
@@ -41,10 +41,10 @@ def run_demo(
     given, is called with the test metrics under the evaluation step's header.  Returns the test
     metrics and the prediction lines.
     """
-    from .demo_data import make_demo_dataset, make_demo_queries
-    from .evaluate import evaluate_model
-    from .pipeline import run_training
-    from .predict import Classifier, format_prediction
+    from cultural_music.data.demo_data import make_demo_dataset, make_demo_queries
+    from cultural_music.evaluation.evaluate import evaluate_model
+    from cultural_music.training.pipeline import run_training
+    from cultural_music.inference.classifier import Classifier, format_prediction
 
     out = Path(out_dir)
     data = out / "music"
@@ -53,7 +53,7 @@ def run_demo(
     queries = make_demo_queries(out / "queries", seconds=seconds, seed=seed + 1000)
     log(f"{len(files)} files in {data}; {len(queries)} query files in {out / 'queries'}")
     log("== 2/4 training ==")
-    from .models import default_config
+    from cultural_music.models import default_config
 
     cfg = default_config(model).replace(
         audio={"clip_seconds": clip_seconds}, train={"epochs": epochs, "seed": seed, "patience": patience}

@@ -7,10 +7,10 @@ Every transform draws its random values from an explicit ``numpy.random.Generato
 
 from __future__ import annotations
 
-from .compose import Compose, from_config
-from .pitch_shift import PitchShift
-from .spec_mask import SpecMask
-from .time_stretch import TimeStretch
-from .white_noise import WhiteNoise
+from cultural_music.augment.compose import Compose, from_config
+from cultural_music.augment.pitch_shift import PitchShift
+from cultural_music.augment.spec_mask import SpecMask
+from cultural_music.augment.time_stretch import TimeStretch
+from cultural_music.augment.white_noise import WhiteNoise
 
 __all__ = ["Compose", "from_config", "PitchShift", "SpecMask", "TimeStretch", "WhiteNoise"]

@@ -7,11 +7,11 @@ from typing import Protocol
 
 import numpy as np
 
-from ..config import AugmentConfig
-from ..errors import ParameterError
-from .pitch_shift import PitchShift
-from .time_stretch import TimeStretch
-from .white_noise import WhiteNoise
+from cultural_music.config import AugmentConfig
+from cultural_music.errors import ParameterError
+from cultural_music.augment.pitch_shift import PitchShift
+from cultural_music.augment.time_stretch import TimeStretch
+from cultural_music.augment.white_noise import WhiteNoise
 
 __all__ = ["Compose", "from_config"]
 

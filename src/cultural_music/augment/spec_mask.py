@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from ..config import AugmentConfig
-from ..errors import ParameterError, check_in_range
+from cultural_music.config import AugmentConfig
+from cultural_music.errors import ParameterError, check_in_range
 
 __all__ = ["SpecMask"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ParameterError, check_in_range
+from cultural_music.errors import ParameterError, check_in_range
 
 __all__ = ["WhiteNoise"]
 

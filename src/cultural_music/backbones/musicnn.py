@@ -34,10 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import (MUSICNN_BACKBONES, MUSICNN_EMBEDDING_DIM, MUSICNN_HOP, MUSICNN_N_FFT, MUSICNN_N_MELS,
-                      MUSICNN_PATCH_FRAMES, MUSICNN_SAMPLE_RATE, n_patches)
-from ..errors import ModelLoadError, ParameterError
-from .packaged import load_weights
+from cultural_music.config import MUSICNN_BACKBONES, MUSICNN_EMBEDDING_DIM, MUSICNN_HOP, MUSICNN_N_FFT, MUSICNN_N_MELS, MUSICNN_PATCH_FRAMES, MUSICNN_SAMPLE_RATE, n_patches
+from cultural_music.errors import ModelLoadError, ParameterError
+from cultural_music.backbones.packaged import load_weights
 
 __all__ = [
     "SAMPLE_RATE",
@@ -240,7 +239,7 @@ def embed_logmels(model: "MusicnnBackbone", logmels: np.ndarray, *, batch_size: 
         The backbone (e.g. :func:`pretrained`), used in eval mode without gradients.
     logmels
         float32 (n, 96, frames) clips (all the same length), e.g. from
-        :func:`cultural_music.features.musicnn_log_mel`.
+        :func:`cultural_music.features.compute.musicnn_log_mel`.
     batch_size
         Patches per forward pass (bounds memory: about 20 MB per patch).
 

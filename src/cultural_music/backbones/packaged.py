@@ -13,7 +13,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from ..errors import ModelLoadError, ParameterError
+from cultural_music.errors import ModelLoadError, ParameterError
 
 __all__ = ["WEIGHTS_DIR", "WEIGHTS_SHA256", "weights_path", "load_weights"]
 

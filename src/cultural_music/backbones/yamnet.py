@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ModelLoadError, ParameterError
-from .packaged import load_weights
+from cultural_music.errors import ModelLoadError, ParameterError
+from cultural_music.backbones.packaged import load_weights
 
 __all__ = [
     "SAMPLE_RATE", "WINDOW", "HOP", "N_FFT", "N_MELS", "PATCH_FRAMES", "PATCH_HOP",

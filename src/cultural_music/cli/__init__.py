@@ -11,7 +11,7 @@ import traceback
 
 import click
 
-from ..errors import CulturalMusicError
+from cultural_music.errors import CulturalMusicError
 
 __all__ = ["main", "cli"]
 

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .options import cache_option
+from cultural_music.cli.options import cache_option
 
 
 def register(cli: click.Group) -> None:
@@ -14,7 +14,7 @@ def register(cli: click.Group) -> None:
 
 
 def _cache(cache_dir: str | None):  # noqa: ANN202 - FeatureCache, imported lazily
-    from ..cache import FeatureCache, default_cache_dir
+    from cultural_music.features.cache import FeatureCache, default_cache_dir
 
     return FeatureCache(cache_dir or default_cache_dir())
 

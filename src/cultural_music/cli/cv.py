@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from .options import cache_option, quiet_option, workers_option
-from .train import build_config, model_options
+from cultural_music.cli.options import cache_option, quiet_option, workers_option
+from cultural_music.cli.train import build_config, model_options
 
 
 def register(cli: click.Group) -> None:
@@ -53,7 +53,7 @@ def cv(data_dir: str, folds: int, logo: bool, groups_csv: str | None, fold_colum
     Every fold trains the model exactly as 'train' would (the model's settings, overridden by
     the options given), so the figures describe what 'train' delivers.
     """
-    from ..cv import run_cv
+    from cultural_music.evaluation.cv import run_cv
 
     if folds == 1:
         raise click.BadParameter("must be 0 (one fold per group) or at least 2", param_hint="--folds")

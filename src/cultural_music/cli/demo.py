@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import quiet_option, workers_option
+from cultural_music.cli.options import quiet_option, workers_option
 
 
 def register(cli: click.Group) -> None:
@@ -25,9 +25,9 @@ def register(cli: click.Group) -> None:
 def demo(out_dir: str, per_class: int, seconds: float, clip_seconds: float, epochs: int, patience: int,
          model_name: str | None, seed: int, workers: int | None, quiet: bool) -> None:
     """Synthesise a 5-class demo set, then train, evaluate and predict end to end."""
-    from ..demo import run_demo
-    from .train import DEFAULT_MODEL
-    from .evaluate import format_metrics
+    from cultural_music.demo import run_demo
+    from cultural_music.cli.train import DEFAULT_MODEL
+    from cultural_music.cli.evaluate import format_metrics
 
     result = run_demo(out_dir, per_class=per_class, seconds=seconds, clip_seconds=clip_seconds, epochs=epochs,
                       patience=patience, model=model_name or DEFAULT_MODEL, seed=seed, workers=workers,

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .options import cache_option, quiet_option, workers_option
+from cultural_music.cli.options import cache_option, quiet_option, workers_option
 
 
 def register(cli: click.Group) -> None:
@@ -49,7 +49,7 @@ def _calibration_lines(m: dict) -> list[str]:
 @quiet_option
 def evaluate(model_dir: str, data_dir: str | None, as_json: bool, no_plots: bool, no_report: bool, cache_dir: str | None, workers: int | None, quiet: bool) -> None:
     """Metrics and plots of MODEL_DIR on its test split (or on --data DIR)."""
-    from ..evaluate import run_evaluation
+    from cultural_music.evaluation.evaluate import run_evaluation
 
     log = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     ev = run_evaluation(model_dir, data_dir=data_dir, cache_dir=cache_dir, workers=workers, progress=not (quiet or as_json),

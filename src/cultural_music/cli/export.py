@@ -17,7 +17,7 @@ def export(model_dir: str, to_onnx: bool, opset: int) -> None:
     """Export MODEL_DIR's network for use outside PyTorch."""
     if not to_onnx:
         raise click.UsageError("choose a format: --onnx")
-    from ..onnx_export import export_onnx
+    from cultural_music.inference.export import export_onnx
 
     res = export_onnx(model_dir, opset=opset)
     click.echo(f"wrote {res['path']} (probabilities match PyTorch within {res['max_abs_diff']:.1e}; "

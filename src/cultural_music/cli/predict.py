@@ -14,7 +14,7 @@ import unicodedata
 
 import click
 
-from .options import quiet_option
+from cultural_music.cli.options import quiet_option
 
 
 def register(cli: click.Group) -> None:
@@ -39,9 +39,9 @@ def register(cli: click.Group) -> None:
 def predict(model_dir: str, paths: tuple[str, ...], out: str | None, resume: bool, overwrite: bool, hop: float | None,
             threshold: float | None, use_onnx: bool, timeline: bool, as_json: bool, quiet: bool) -> None:
     """Name the kind of each recording in PATHS (files or folders) with MODEL_DIR."""
-    from ..batch import error_row, expand_inputs, prediction_row, run_batch
-    from ..errors import AudioLoadError, CulturalMusicError
-    from ..predict import format_prediction, format_timeline, load_classifier
+    from cultural_music.inference.batch import error_row, expand_inputs, prediction_row, run_batch
+    from cultural_music.errors import AudioLoadError, CulturalMusicError
+    from cultural_music.inference.classifier import format_prediction, format_timeline, load_classifier
 
     clf = load_classifier(model_dir, onnx=use_onnx)
     if out is not None:

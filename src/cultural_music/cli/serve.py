@@ -36,8 +36,8 @@ def serve(model_dir: str, host: str, port: int, max_upload_mb: float, max_durati
         import uvicorn  # noqa: F401
     except ImportError as err:
         raise click.ClickException("the web server needs extra packages: pip install 'cultural-music[web]'") from err
-    from ..serve import create_app
-    from ..serve.server import make_server
+    from cultural_music.serve import create_app
+    from cultural_music.serve.server import make_server
 
     app = create_app(model_dir, max_upload_mb=max_upload_mb, max_duration_s=max_duration, max_samples=max_samples,
                      max_sample_rate=max_sample_rate, long_after_s=long_after, max_temp_mb=max_temp_mb,

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .options import backend_options, cache_option, check_backend, quiet_option, workers_option
+from cultural_music.cli.options import backend_options, cache_option, check_backend, quiet_option, workers_option
 
 __all__ = ["register", "DEFAULT_MODEL", "build_config", "model_options"]
 
@@ -47,10 +47,10 @@ def build_config(model_name: str, options: dict[str, Any]) -> Any:
     picks the pretrained network of an embedding model (``features.kind``).  Raises
     :class:`click.BadParameter` for an unknown model or settings the model cannot use.
     """
-    from ..config import MUSICNN_EMBEDDING
-    from ..errors import ParameterError
-    from ..models import available_models, check_config, default_config
-    from ..models.res_cnn import check_input_size
+    from cultural_music.config import MUSICNN_EMBEDDING
+    from cultural_music.errors import ParameterError
+    from cultural_music.models import available_models, check_config, default_config
+    from cultural_music.models.res_cnn import check_input_size
 
     if model_name not in available_models():
         raise click.BadParameter(f"unknown model {model_name!r}; choose from {', '.join(available_models())}", param_hint="--model")
@@ -128,7 +128,7 @@ def train(data_dir: str, out_dir: str, model_name: str, groups_csv: str | None, 
     data-parallel on --workers Ray workers (torch DDP; each worker gets batch-size / workers
     clips per step, so the global batch is unchanged); see docs/cluster.md.
     """
-    from ..pipeline import run_training
+    from cultural_music.training.pipeline import run_training
 
     check_backend(backend, address)
     cfg = build_config(model_name, options)
@@ -143,7 +143,7 @@ def train(data_dir: str, out_dir: str, model_name: str, groups_csv: str | None, 
 @click.command()
 def models() -> None:
     """List the models 'train --model' accepts, with the settings each is trained with."""
-    from ..models import available_models, model_defaults, model_summary
+    from cultural_music.models import available_models, model_defaults, model_summary
 
     for name in available_models():
         mark = "  (default)" if name == DEFAULT_MODEL else ""

@@ -2,7 +2,7 @@
 
 * :mod:`.session` connects to Ray (a cluster, or a local instance) with a clear error when Ray
   is not installed;
-* :mod:`.ray_features` is the ``"ray"`` backend of :func:`~cultural_music.jobs.run_jobs`
+* :mod:`.ray_features` is the ``"ray"`` backend of :func:`~cultural_music.features.jobs.run_jobs`
   (feature extraction as Ray tasks writing the same cache as the local path);
 * :mod:`.ddp` is the data-parallel core of training (torch ``DistributedDataParallel``, gloo,
   CPU), usable without Ray;

@@ -1,6 +1,6 @@
 """Data-parallel training core: torch ``DistributedDataParallel`` over gloo, on CPU.
 
-:func:`~cultural_music.train.train_model` takes a :class:`DistContext` as ``dist``; then each of
+:func:`~cultural_music.training.loop.train_model` takes a :class:`DistContext` as ``dist``; then each of
 the ``world_size`` processes (ranks) trains the same model on its shard of the training set, and
 DDP averages the gradients after every backward pass, so the ranks' weights stay identical.
 
@@ -32,8 +32,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
-from ..config import TrainConfig
-from ..sampling import balanced_sampler
+from cultural_music.config import TrainConfig
+from cultural_music.training.sampling import balanced_sampler
 
 __all__ = ["DistContext", "init_process_group", "shutdown", "shard_indices", "state_digest"]
 

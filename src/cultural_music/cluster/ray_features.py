@@ -1,7 +1,7 @@
-"""The ``"ray"`` backend of :func:`~cultural_music.jobs.run_jobs`: files extracted by Ray tasks.
+"""The ``"ray"`` backend of :func:`~cultural_music.features.jobs.run_jobs`: files extracted by Ray tasks.
 
-Each task runs :func:`~cultural_music.jobs.extract_one` on a chunk of files, exactly as a local
-worker process does, writing into the same :class:`~cultural_music.cache.FeatureCache` (so the
+Each task runs :func:`~cultural_music.features.jobs.extract_one` on a chunk of files, exactly as a local
+worker process does, writing into the same :class:`~cultural_music.features.cache.FeatureCache` (so the
 cache folder must be at the same path on every node: a shared file system).  Unreadable files
 come back as results with ``error`` set, as locally.  A task whose worker dies (out of memory,
 a lost node) or that raises ``OSError`` (a flaky network file system) is retried by Ray up to
@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from ..cache import FeatureCache
-from ..config import Config
-from ..jobs import ExtractJob, JobResult, chunk_size, extract_one, register_backend
-from .session import cluster_cpus, connect
+from cultural_music.features.cache import FeatureCache
+from cultural_music.config import Config
+from cultural_music.features.jobs import ExtractJob, JobResult, chunk_size, extract_one, register_backend
+from cultural_music.cluster.session import cluster_cpus, connect
 
 __all__ = ["ray_backend", "MAX_RETRIES"]
 

@@ -2,7 +2,7 @@
 
 The driver (the process that called :func:`train_on_ray`) builds the model and the datasets;
 each actor receives a copy, joins the gloo group whose rendezvous rank 0 opens, and runs
-:func:`~cultural_music.train.train_model` with a :class:`~.ddp.DistContext`.  Rank 0 is placed
+:func:`~cultural_music.training.loop.train_model` with a :class:`~.ddp.DistContext`.  Rank 0 is placed
 on the driver's node when it has room, writes the epoch checkpoint and streams its log lines to
 the driver; the driver gets rank 0's result (history, best weights) and checks that every rank
 ended with the same weights.  The datasets point at cached feature files, which every node
@@ -21,11 +21,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import TrainConfig
-from ..data import ClipDataset
-from ..errors import CulturalMusicError, ParameterError
-from ..train import TrainResult, train_model
-from .session import cluster_cpus, connect
+from cultural_music.config import TrainConfig
+from cultural_music.training.clip_dataset import ClipDataset
+from cultural_music.errors import CulturalMusicError, ParameterError
+from cultural_music.training.loop import TrainResult, train_model
+from cultural_music.cluster.session import cluster_cpus, connect
 
 __all__ = ["TrainJob", "train_on_ray"]
 
@@ -65,7 +65,7 @@ class RankWorker:
 
     def run(self, rank: int, world_size: int, host: str, port: int, job: TrainJob) -> dict[str, Any]:
         """Train as ``rank``; returns this rank's weight digest and, on rank 0, the result."""
-        from .ddp import init_process_group, shutdown, state_digest
+        from cultural_music.cluster.ddp import init_process_group, shutdown, state_digest
 
         torch.set_num_threads(self.threads)
         ctx = init_process_group(rank, world_size, host, port)
@@ -90,7 +90,7 @@ class RankWorker:
 def train_on_ray(model: nn.Module, train_ds: ClipDataset, val_ds: ClipDataset, cfg: TrainConfig, *, workers: int,
                  checkpoint_dir: str | Path | None = None, resume: bool = False, class_weights: torch.Tensor | None = None,
                  cpus_per_worker: int | None = None, log: Callable[[str], Any] = print) -> TrainResult:
-    """:func:`~cultural_music.train.train_model` on ``workers`` Ray actors (data parallel).
+    """:func:`~cultural_music.training.loop.train_model` on ``workers`` Ray actors (data parallel).
 
     Parameters
     ----------

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..errors import CulturalMusicError, ParameterError
-from . import INSTALL_HINT
+from cultural_music.errors import CulturalMusicError, ParameterError
+from cultural_music.cluster import INSTALL_HINT
 
 __all__ = ["require_ray", "connect", "cluster_cpus", "cluster_nodes"]
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from torch import nn
 
-from ..config import LOGMEL, Config
-from ..errors import ParameterError
+from cultural_music.config import LOGMEL, Config
+from cultural_music.errors import ParameterError
 
 __all__ = ["applicable_settings", "register", "build_model", "available_models", "default_config", "model_defaults", "check_config"]
 
@@ -110,7 +110,7 @@ def default_config(name: str, base: Config | None = None) -> Config:
         # a new feature kind: start from that kind's settings, not from the base's log-mel ones
         from dataclasses import asdict
 
-        from ..config import FeatureConfig
+        from cultural_music.config import FeatureConfig
 
         overrides["features"] = {**asdict(FeatureConfig.for_kind(overrides["features"]["kind"])), **overrides["features"]}
     return (base or Config()).replace(**overrides)

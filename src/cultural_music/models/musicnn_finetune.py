@@ -15,11 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..backbones.musicnn import covering_index
-from ..config import MUSICNN, MUSICNN_EMBEDDING_DIM, MUSICNN_N_MELS, MUSICNN_PATCH_FRAMES, MUSICNN_SAMPLE_RATE
-from ..errors import ParameterError
-from . import register
-from .musicnn_head import EmbeddingHead
+from cultural_music.backbones.musicnn import covering_index
+from cultural_music.config import MUSICNN, MUSICNN_EMBEDDING_DIM, MUSICNN_N_MELS, MUSICNN_PATCH_FRAMES, MUSICNN_SAMPLE_RATE
+from cultural_music.errors import ParameterError
+from cultural_music.models import register
+from cultural_music.models.musicnn_head import EmbeddingHead
 
 __all__ = ["MusicnnFinetune", "DEFAULTS", "patch_batch"]
 
@@ -78,7 +78,7 @@ class MusicnnFinetune(nn.Module):
                 f"The model 'musicnn-finetune' needs musicnn log-mels ({MUSICNN_N_MELS} rows). Got {n_mels} rows instead; "
                 "train it with the config from cultural_music.models.default_config('musicnn-finetune')."
             )
-        from ..backbones.musicnn import MusicnnBackbone, load_musicnn
+        from cultural_music.backbones.musicnn import MusicnnBackbone, load_musicnn
 
         self.backbone = load_musicnn(backbone) if backbone else MusicnnBackbone()
         # the tag output layers are not used: keep them out of the optimiser

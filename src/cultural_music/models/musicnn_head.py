@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import MUSICNN_EMBEDDING, MUSICNN_EMBEDDING_DIM, MUSICNN_SAMPLE_RATE
-from ..errors import ParameterError
-from . import register
+from cultural_music.config import MUSICNN_EMBEDDING, MUSICNN_EMBEDDING_DIM, MUSICNN_SAMPLE_RATE
+from cultural_music.errors import ParameterError
+from cultural_music.models import register
 
 __all__ = ["EmbeddingHead", "MusicnnHead", "DEFAULTS"]
 

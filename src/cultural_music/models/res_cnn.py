@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from ..errors import ParameterError
-from . import register
+from cultural_music.errors import ParameterError
+from cultural_music.models import register
 
 if TYPE_CHECKING:
-    from ..config import Config
+    from cultural_music.config import Config
 
 __all__ = ["ResCNN", "RECIPE", "min_batch_size", "check_input_size"]
 

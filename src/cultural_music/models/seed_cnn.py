@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import register
+from cultural_music.models import register
 
 __all__ = ["SeedCNN"]
 

@@ -13,7 +13,7 @@ __all__ = ["create_app"]
 
 def __getattr__(name: str) -> Any:
     if name == "create_app":
-        from .app import create_app
+        from cultural_music.serve.app import create_app
 
         return create_app
     raise AttributeError(f"module 'cultural_music.serve' has no attribute {name!r}")

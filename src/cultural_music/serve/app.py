@@ -16,12 +16,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
-from .errors import RequestError
-from .limits import Limits, check_header, is_long
-from .runner import ModelRunner
-from .sniff import AUDIO_MEDIA_TYPES, describe_content, sniff_audio
-from .upload import FIELD, UploadSpace, receive_upload, timed_chunks
+from cultural_music import __version__
+from cultural_music.serve.errors import RequestError
+from cultural_music.serve.limits import Limits, check_header, is_long
+from cultural_music.serve.runner import ModelRunner
+from cultural_music.serve.sniff import AUDIO_MEDIA_TYPES, describe_content, sniff_audio
+from cultural_music.serve.upload import FIELD, UploadSpace, receive_upload, timed_chunks
 
 if TYPE_CHECKING:
     from fastapi import FastAPI, Request
@@ -118,7 +118,7 @@ class _Service:
     """
 
     def __init__(self, model_dir: str | Path, limits: Limits, upload_dir: str | Path | None) -> None:
-        from ..predict import Classifier
+        from cultural_music.inference.classifier import Classifier
 
         classifier = Classifier.load(model_dir)
         self.limits = limits
@@ -188,7 +188,7 @@ async def _request_error(_: "Request", err: RequestError) -> Any:
 def _add_api_routes(app: "FastAPI", service: _Service) -> None:
     from fastapi import Request
 
-    from .schemas import ErrorResponse, PredictResponse
+    from cultural_music.serve.schemas import ErrorResponse, PredictResponse
 
     errors: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse, "description": text}
                                                for code, text in _ERROR_DOCS}

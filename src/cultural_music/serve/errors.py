@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import CulturalMusicError
+from cultural_music.errors import CulturalMusicError
 
 __all__ = ["RequestError"]
 

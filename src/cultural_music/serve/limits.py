@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..audio import AudioInfo, audio_info
-from ..errors import AudioLoadError, ParameterError, check_positive
-from .errors import RequestError
+from cultural_music.features.audio import AudioInfo, audio_info
+from cultural_music.errors import AudioLoadError, ParameterError, check_positive
+from cultural_music.serve.errors import RequestError
 
 __all__ = ["Limits", "check_header", "is_long", "REFERENCE_RATE", "REFERENCE_CHANNELS"]
 

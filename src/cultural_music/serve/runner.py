@@ -16,9 +16,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..audio import audio_info
-from ..errors import AudioLoadError
-from .errors import RequestError
+from cultural_music.features.audio import audio_info
+from cultural_music.errors import AudioLoadError
+from cultural_music.serve.errors import RequestError
 
 __all__ = ["ModelRunner"]
 
@@ -27,13 +27,13 @@ log = logging.getLogger(__name__)
 
 
 class ModelRunner:
-    """A :class:`~cultural_music.predict.Classifier` shared by all requests of an app.
+    """A :class:`~cultural_music.inference.classifier.Classifier` shared by all requests of an app.
 
     Parameters
     ----------
     classifier
         The loaded model (``Classifier.load(model_dir)``): ``predict(path)`` returning a
-        :class:`~cultural_music.predict.Prediction`, and ``describe()``.
+        :class:`~cultural_music.inference.classifier.Prediction`, and ``describe()``.
     max_pending
         Files allowed to wait or run at once; one more is refused with 503.
     """

@@ -87,7 +87,7 @@ def make_server(app: Any, *, host: str = "127.0.0.1", port: int = 8000, head_tim
     """
     import uvicorn
 
-    from ..errors import check_positive
+    from cultural_music.errors import check_positive
 
     for name, value in (("head_timeout_s", head_timeout_s), ("keep_alive_s", keep_alive_s),
                         ("max_connections", max_connections)):

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import RequestError
-from .sniff import SNIFF_BYTES
+from cultural_music.serve.errors import RequestError
+from cultural_music.serve.sniff import SNIFF_BYTES
 
 __all__ = ["FIELD", "Upload", "UploadSpace", "receive_upload", "timed_chunks"]
 

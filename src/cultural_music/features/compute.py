@@ -1,0 +1,133 @@
+"""Model input features: one entry point, :func:`compute_features`, dispatching on
+``FeatureConfig.kind``.
+
+- ``"logmel"``: the mel power spectrogram (librosa's ``melspectrogram`` defaults, computed by
+  :mod:`.melspec`), then dB relative to the clip's
+  loudest bin, clipped at ``-top_db`` and mapped linearly to 0..1.
+- ``"musicnn"``: musicnn's input, ``log10(10000 * mel + 1)`` (16 kHz, 512/256, 96 mels).
+- ``"musicnn-embedding:<backbone>"``: the frozen pretrained backbone's embedding of every 3 s
+  patch; computed here so that extraction caches it like any other feature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from cultural_music.features.audio import iter_clips
+from cultural_music.config import LOGMEL, MUSICNN, MUSICNN_HOP, MUSICNN_N_FFT, MUSICNN_N_MELS, MUSICNN_SAMPLE_RATE, Config, FeatureConfig
+from cultural_music.errors import ParameterError
+from cultural_music.features.melspec import mel_power
+
+__all__ = ["compute_features", "feature_batches", "log_mel", "musicnn_log_mel", "feature_shape"]
+
+_SILENCE = 1e-10
+
+
+def compute_features(clips: np.ndarray, cfg: Config) -> np.ndarray:
+    """Model input features of a batch of clips: the one entry point training, evaluation and
+    prediction all use, so they can never disagree.
+
+    Parameters
+    ----------
+    clips
+        float32 ``(n, samples)`` clips at ``cfg.audio.sample_rate`` Hz.
+    cfg
+        The model's full config.
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``(n, rows, columns)``: ``(n, n_mels, frames)`` for the log-mel kinds,
+        ``(n, 1506, patches)`` for embeddings (see :class:`~cultural_music.config.FeatureConfig`).
+    """
+    fc = cfg.features
+    if fc.kind == LOGMEL:
+        return log_mel(clips, sample_rate=cfg.audio.sample_rate, cfg=fc)
+    if cfg.audio.sample_rate != MUSICNN_SAMPLE_RATE:  # Config checks this; kept for hand-made configs
+        raise ParameterError(f"Feature kind {fc.kind!r} needs 16000 Hz clips. Got {cfg.audio.sample_rate} Hz instead.")
+    mel = musicnn_log_mel(clips)
+    if fc.kind == MUSICNN:
+        return mel
+    from cultural_music.backbones.musicnn import embed_logmels, pretrained
+
+    assert fc.backbone is not None
+    return embed_logmels(pretrained(fc.backbone), mel)
+
+
+def feature_batches(path: str | Path, cfg: Config, *, batch_size: int, hop_seconds: float | None = None,
+                    transform: Callable[[np.ndarray], np.ndarray] | None = None) -> Iterator[tuple[list[float], np.ndarray]]:
+    """A file's clips (streamed, see :func:`~cultural_music.features.audio.iter_clips`) as features, batch
+    by batch, so memory stays bounded whatever the file length.
+
+    Yields
+    ------
+    tuple
+        Clip starts in seconds and features ``(n <= batch_size, rows, columns)``; ``transform``
+        (e.g. an augmentation) is applied to each float32 ``(samples,)`` clip first.
+    """
+    starts: list[float] = []
+    clips: list[np.ndarray] = []
+    for start, clip in iter_clips(path, cfg.audio, hop_seconds=hop_seconds):
+        starts.append(start)
+        clips.append(clip if transform is None else transform(clip))
+        if len(clips) == batch_size:
+            yield starts, compute_features(np.stack(clips), cfg)
+            starts, clips = [], []
+    if clips:
+        yield starts, compute_features(np.stack(clips), cfg)
+
+
+def musicnn_log_mel(clips: np.ndarray) -> np.ndarray:
+    """musicnn's network input for a batch of clips.
+
+    Parameters
+    ----------
+    clips
+        float32 ``(n, samples)`` (or ``(samples,)``) waveforms at 16 kHz.
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``(n, 96, frames)`` (or ``(96, frames)``), ``frames = 1 + samples // 256``:
+        ``log10(10000 * mel_power + 1)`` of ``melspectrogram(n_fft=512, hop_length=256, n_mels=96)``.
+    """
+    y = np.asarray(clips, dtype=np.float32)
+    mel = mel_power(y, sample_rate=MUSICNN_SAMPLE_RATE, n_fft=MUSICNN_N_FFT, hop_length=MUSICNN_HOP, n_mels=MUSICNN_N_MELS)
+    return np.log10(10000.0 * mel + 1.0).astype(np.float32)
+
+
+def log_mel(clips: np.ndarray, *, sample_rate: int, cfg: FeatureConfig) -> np.ndarray:
+    """Log-mel features of one clip or a batch of clips.
+
+    Parameters
+    ----------
+    clips
+        float32 ``(samples,)`` or ``(n, samples)`` waveform(s) at ``sample_rate`` Hz.
+    sample_rate
+        Sample rate in Hz.
+    cfg
+        FFT size, hop, mel bands, frequency range (Hz) and dB range.
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``(n_mels, frames)`` or ``(n, n_mels, frames)`` in 0..1; a silent clip gives 0s.
+    """
+    y = np.asarray(clips, dtype=np.float32)
+    power = mel_power(y, sample_rate=sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels,
+                      fmin=cfg.fmin, fmax=cfg.fmax)
+    peak = power.max(axis=(-2, -1), keepdims=True)
+    safe_peak = np.maximum(peak, _SILENCE)
+    db = 10.0 * np.log10(np.maximum(power, _SILENCE) / safe_peak)
+    scaled = (np.maximum(db, -cfg.top_db) + cfg.top_db) / cfg.top_db
+    scaled = np.where(peak > _SILENCE, scaled, 0.0)
+    return scaled.astype(np.float32)
+
+
+def feature_shape(n_samples: int, cfg: FeatureConfig) -> tuple[int, int]:
+    """``(rows, columns)`` produced for a clip of ``n_samples`` samples: ``(n_mels, frames)``,
+    or ``(1506, patches)`` for embeddings."""
+    return cfg.n_mels, cfg.n_frames(n_samples)

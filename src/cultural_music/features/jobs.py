@@ -1,0 +1,238 @@
+"""Per-file extraction jobs, and the backends that run them.
+
+A job hashes one file, then loads its features from the :class:`FeatureCache` or, on a miss,
+decodes it (streaming), cuts clips and computes the features (plus ``cfg.augment.n_variants``
+augmented variants for training files, seeded by ``(seed, file hash, variant)`` so that the
+result does not depend on which worker ran it).
+
+:func:`run_jobs` is the seam between "what to compute" and "where": the ``"local"`` backend runs
+the jobs in this process, or in a pool of worker processes started with ``forkserver`` (a clean
+server imports the audio libraries once, about 2 s, and forks ready workers; unlike ``fork`` it is
+safe after torch has started its threads).  Other backends plug in with :func:`register_backend`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from functools import lru_cache
+from multiprocessing import get_all_start_methods, get_context
+from multiprocessing.context import BaseContext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cultural_music.features.audio import audio_info
+from cultural_music.features.cache import FeatureCache, FileSignature
+from cultural_music.config import Config
+from cultural_music.data.dataset import file_sha256
+from cultural_music.errors import AudioLoadError, CulturalMusicError, ParameterError
+from cultural_music.features.compute import feature_batches
+from cultural_music.features.orphan import exit_with_owner, owner_token
+
+__all__ = ["ExtractJob", "JobResult", "extract_one", "entry_for", "run_jobs", "register_backend", "local_backend", "chunk_size"]
+
+_BATCH = 8  # clips per feature call: bounds memory for long files
+_MIN_PARALLEL = 4  # fewer files than this are done in this process
+_MAX_CHUNK = 16  # files per worker task, at most
+# Imported once by the forkserver, so forked workers start with them loaded; librosa (about 1 s)
+# only when training files need waveform augmentation (features themselves do not use it).
+_PRELOAD = ("cultural_music.features.jobs", "cultural_music.features.melspec")
+_PRELOAD_AUGMENT = ("librosa.effects", "librosa.core.spectrum", "librosa.filters")
+
+
+@dataclass(frozen=True)
+class ExtractJob:
+    """One file to extract: its path, its name within the data set, and whether it also needs
+    augmented variants."""
+
+    path: str
+    rel_path: str
+    augment: bool = False
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a job produced: an entry, or ``error`` (the reason the file is skipped).
+
+    ``signature`` is the file's ``stat`` taken before hashing, when old enough to index.
+    """
+
+    rel_path: str
+    sha: str = ""
+    n_clips: int = 0
+    duration: float = 0.0
+    clean_path: str = ""
+    aug_path: str | None = None
+    n_variants: int = 0
+    decoded: bool = False
+    signature: FileSignature | None = None
+    error: str | None = None
+
+
+def chunk_size(n_jobs: int, workers: int) -> int:
+    """Files per worker task: about 8 tasks per worker, at most :data:`_MAX_CHUNK` files, so that
+    thousands of short files do not pay one round trip each and the load stays balanced."""
+    return max(1, min(_MAX_CHUNK, n_jobs // (8 * max(1, workers))))
+
+
+def _feature_chunks(path: str, cfg: Config, augment: Any | None, rng: np.random.Generator | None) -> Iterator[np.ndarray]:
+    """Clean (``augment is None``) or one augmented variant's features, as chunks
+    ``(<= _BATCH, n_mels, frames)``: memory stays bounded whatever the file length."""
+    sr = cfg.audio.sample_rate
+    transform = None if augment is None else (lambda clip: augment(clip, sr, rng))
+    for _, feats in feature_batches(path, cfg, batch_size=_BATCH, transform=transform):
+        yield feats
+
+
+def _augmented_chunks(path: str, cfg: Config, sha: str) -> Iterator[np.ndarray]:
+    """Variants one after another (stored as ``(n_variants, n_clips, n_mels, frames)``);
+    variant ``v`` is seeded by ``(seed, sha, v)``."""
+    from cultural_music.augment.compose import from_config
+
+    transform = from_config(cfg.augment)
+    for v in range(cfg.augment.n_variants):
+        rng = np.random.default_rng([cfg.train.seed, int(sha[:12], 16), v])
+        yield from _feature_chunks(path, cfg, transform, rng)
+
+
+def entry_for(job: ExtractJob, cfg: Config, cache: FeatureCache, sha: str, duration: float, *,
+              compute: bool, signature: FileSignature | None = None) -> JobResult | None:
+    """The job's entry from the cache, computing what is missing if ``compute`` (else ``None``)."""
+    fkey, akey = _keys(cfg)
+    mels = cfg.features.n_mels
+    clean_path = cache.path(fkey, sha)
+    decoded = False
+    clean = cache.shape(clean_path, expect_mels=mels)  # the header is enough on a hit
+    if clean is None:
+        if not compute:
+            return None
+        clean = cache.store_chunks(clean_path, _feature_chunks(job.path, cfg, None, None))
+        decoded = True
+    aug_path, n_var = None, 0
+    if job.augment and cfg.augment.n_variants > 0:
+        aug_path = cache.path(fkey, sha, akey)
+        aug = cache.shape(aug_path, expect_mels=mels)
+        if aug is None or aug[:2] != (cfg.augment.n_variants, clean[0]):
+            if not compute:
+                return None
+            aug = cache.store_chunks(aug_path, _augmented_chunks(job.path, cfg, sha), lead=cfg.augment.n_variants)
+            decoded = True
+        n_var = int(aug[0])
+    return JobResult(job.rel_path, sha, int(clean[0]), float(duration), str(clean_path),
+                     None if aug_path is None else str(aug_path), n_var, decoded, signature)
+
+
+def _keys(cfg: Config) -> tuple[str, str]:
+    """``(feature_key, augment_key)`` of a config, computed once per config (they hash JSON)."""
+    try:
+        return _cached_keys(cfg)
+    except TypeError:  # a config with an unhashable field
+        return cfg.feature_key(), cfg.augment_key()
+
+
+@lru_cache(maxsize=16)
+def _cached_keys(cfg: Config) -> tuple[str, str]:
+    return cfg.feature_key(), cfg.augment_key()
+
+
+def extract_one(job: ExtractJob, cfg: Config, cache: FeatureCache) -> JobResult:
+    """Hash one file, then load its features from the cache or compute and store them.
+
+    Unreadable files give a result with ``error`` set rather than raising.
+    """
+    try:
+        try:
+            sig: FileSignature | None = FileSignature.of(job.path)  # before hashing: see FileIndex
+        except OSError:
+            sig = None
+        info = audio_info(job.path)
+        try:
+            sha = file_sha256(job.path)
+        except OSError as err:
+            raise AudioLoadError(job.path, f"cannot read file ({err.strerror or err})") from err
+        sig = sig if sig is not None and sig.settled() else None
+        result = entry_for(job, cfg, cache, sha, info.duration, compute=True, signature=sig)
+        assert result is not None
+        return result
+    except AudioLoadError as err:
+        return JobResult(job.rel_path, error=err.reason)
+    except MemoryError:
+        return JobResult(job.rel_path, error="out of memory while decoding")
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(cfg_dict: dict, cache_root: str, owner: tuple[int, str | None]) -> None:
+    """One BLAS/OpenMP thread per worker (the pool already uses every core); the worker exits
+    when ``owner`` (the pool's process, :func:`orphan.owner_token`) dies, even by SIGKILL."""
+    from threadpoolctl import threadpool_limits
+
+    exit_with_owner(owner)
+    _WORKER["threads"] = threadpool_limits(1)
+    _WORKER["cfg"] = Config.from_dict(cfg_dict)
+    _WORKER["cache"] = FeatureCache(cache_root)
+
+
+def _extract_batch(jobs: list[ExtractJob]) -> list[JobResult]:
+    return [extract_one(job, _WORKER["cfg"], _WORKER["cache"]) for job in jobs]
+
+
+def _mp_context(augment: bool = False) -> BaseContext:
+    """``forkserver`` (workers forked from a clean server that preloaded the audio libraries; safe
+    after torch has started threads, unlike ``fork``), else ``spawn``.  The preload list counts
+    only when this process starts its server (its first pool)."""
+    if "forkserver" in get_all_start_methods():
+        ctx = get_context("forkserver")
+        ctx.set_forkserver_preload(list(_PRELOAD + (_PRELOAD_AUGMENT if augment else ())))
+        return ctx
+    return get_context("spawn")  # pragma: no cover - Windows
+
+
+def local_backend(jobs: Sequence[ExtractJob], cfg: Config, cache_root: str, workers: int) -> Iterator[JobResult]:
+    """Run jobs here (``workers <= 1`` or few jobs) or in a process pool; results as they finish."""
+    if workers <= 1 or len(jobs) < _MIN_PARALLEL:
+        cache = FeatureCache(cache_root)
+        for job in jobs:
+            yield extract_one(job, cfg, cache)
+        return
+    size = chunk_size(len(jobs), workers)
+    batches = [list(jobs[i:i + size]) for i in range(0, len(jobs), size)]
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(batches)), mp_context=_mp_context(any(j.augment for j in jobs)),
+                               initializer=_init_worker, initargs=(cfg.to_dict(), cache_root, owner_token()))
+    try:
+        futures = [pool.submit(_extract_batch, batch) for batch in batches]
+        for fut in as_completed(futures):
+            try:
+                done = fut.result()
+            except BrokenProcessPool as err:
+                raise CulturalMusicError(
+                    "a feature worker process died (out of memory?); retry with fewer --workers"
+                ) from err
+            yield from done
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+Backend = Callable[[Sequence[ExtractJob], Config, str, int], Iterator[JobResult]]
+_BACKENDS: dict[str, Backend] = {"local": local_backend}
+
+
+def register_backend(name: str, backend: Backend) -> None:
+    """Make ``backend(jobs, cfg, cache_root, workers)`` available as ``run_jobs(backend=name)``."""
+    _BACKENDS[name] = backend
+
+
+def run_jobs(jobs: Sequence[ExtractJob], cfg: Config, cache_root: str | Path, *, workers: int = 1,
+             backend: str = "local") -> Iterator[JobResult]:
+    """Results of ``jobs`` (in completion order), computed by the named backend.
+
+    Every job yields exactly one :class:`JobResult`; unreadable files have ``error`` set.
+    """
+    if backend not in _BACKENDS:
+        raise ParameterError(f"The 'backend' parameter of run_jobs must be one of {sorted(_BACKENDS)}. Got {backend!r} instead.")
+    return _BACKENDS[backend](list(jobs), cfg, str(cache_root), max(1, int(workers)))

@@ -1,0 +1,315 @@
+"""The training loop: Adam(W), early stopping on validation loss, best weights restored.
+
+Recipe ingredients, each switched by a :class:`TrainConfig` field: the optimiser (Adam/AdamW,
+or full-batch L-BFGS with an L2 penalty for small heads, :mod:`.lbfgs`), weight decay,
+learning-rate schedule (:mod:`.schedule`), mixup (:mod:`.mixup`), label smoothing, class-balanced
+loss weights or sampling (:mod:`.sampling`), and a lower learning rate for a pretrained
+backbone (models with a ``param_groups(lr, backbone_scale)`` method).
+
+Deterministic on CPU for a given seed: data order, sampling, mixup and dropout are seeded per
+epoch and the learning rate is a function of the step, so a run resumed from its epoch
+checkpoint ends exactly where an uninterrupted one does.
+
+Data-parallel training (several processes, gradients averaged) passes a context as ``dist``
+(:class:`cultural_music.cluster.ddp.DistContext`); without it nothing distributed is touched.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from cultural_music.atomic import atomic_path
+from cultural_music.config import TrainConfig
+from cultural_music.training.clip_dataset import ClipDataset
+from cultural_music.errors import CulturalMusicError
+from cultural_music.training.lbfgs import lbfgs_epoch
+from cultural_music.training.mixup import mixup_batch
+from cultural_music.training.sampling import balanced_class_weights, balanced_sampler
+from cultural_music.training.schedule import lr_factor
+
+__all__ = ["TrainResult", "train_model", "predict_logits", "make_optimizer", "CHECKPOINT_NAME"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass
+class TrainResult:
+    """Per-epoch history, the chosen epoch (lowest validation loss) and its weights."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_loss: float = float("inf")
+    best_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    stopped_early: bool = False
+
+
+def _loader(ds: ClipDataset, batch_size: int, *, shuffle: bool, seed: int, balanced: bool = False) -> DataLoader:
+    """Batches of ``ds``; a training loader (``shuffle``) drops a last batch of one clip, which
+    batch norm cannot train on."""
+    drop_last = shuffle and len(ds) > batch_size and len(ds) % batch_size == 1
+    if balanced:
+        sampler = balanced_sampler(ds.labels, seed=seed)
+        return DataLoader(ds, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=0)
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen, drop_last=drop_last, num_workers=0)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam (``weight_decay == 0``) or AdamW over the trainable parameters; or full-batch
+    L-BFGS (``cfg.optimizer == "lbfgs"``: 20 iterations per epoch, strong-Wolfe line search).
+
+    A model with ``param_groups(lr, backbone_scale)`` (a pretrained backbone being fine-tuned)
+    gives its own groups; each group's base learning rate is kept as ``"base_lr"``.
+    """
+    if hasattr(model, "param_groups"):
+        groups = model.param_groups(cfg.learning_rate, cfg.backbone_lr_scale)
+    else:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.learning_rate}]
+    groups = [g for g in groups if g["params"]]
+    for g in groups:
+        g["base_lr"] = g["lr"]
+    if cfg.optimizer == "lbfgs":
+        params = [p for g in groups for p in g["params"]]
+        opt = torch.optim.LBFGS(params, lr=cfg.learning_rate, max_iter=20, history_size=20, line_search_fn="strong_wolfe")
+        opt.param_groups[0]["base_lr"] = cfg.learning_rate
+        return opt
+    if cfg.weight_decay > 0:
+        return torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(groups, lr=cfg.learning_rate)
+
+
+def _n_classes(model: nn.Module, ds: ClipDataset) -> int:
+    """Output classes of ``model`` (one forward pass on one item, in eval mode)."""
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        n = int(model(ds[0][0][None]).shape[1])
+    model.train(was)
+    return n
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, ds: ClipDataset, *, batch_size: int = 32) -> np.ndarray:
+    """Logits ``(n_items, n_classes)`` of a dataset, in order, in eval mode."""
+    model.eval()
+    outs = [model(x).float() for x, _ in _loader(ds, batch_size, shuffle=False, seed=0)]
+    return torch.cat(outs).numpy() if outs else np.zeros((0, 0), dtype=np.float32)
+
+
+class _Step:
+    """What one training pass needs besides the data: loss, optimiser, schedule, mixup."""
+
+    def __init__(self, cfg: TrainConfig, loss_fn: nn.Module, opt: torch.optim.Optimizer, steps_per_epoch: int) -> None:
+        self.cfg, self.loss_fn, self.opt = cfg, loss_fn, opt
+        self.steps_per_epoch = max(1, steps_per_epoch)
+        self.total = cfg.epochs * self.steps_per_epoch
+        self.warmup = int(round(cfg.warmup_epochs * self.steps_per_epoch))
+
+    def set_lr(self, step: int) -> None:
+        f = lr_factor(self.cfg.lr_schedule, step, self.total, warmup_steps=self.warmup)
+        for g in self.opt.param_groups:
+            g["lr"] = g["base_lr"] * f
+
+
+def _epoch_pass(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, opt: torch.optim.Optimizer | None,
+                step: _Step | None = None, epoch: int = 1) -> tuple[float, float, int]:
+    """One pass; trains when ``opt`` is given. Returns (mean loss, accuracy, clips).
+
+    With class weights the mean loss is weighted over the whole pass (each batch counts by the
+    summed weights of its labels), so it equals the mean over classes of each class's mean loss.
+    """
+    model.train(opt is not None)
+    total, correct, loss_sum, weight_sum = 0, 0, 0.0, 0.0
+    class_w = getattr(loss_fn, "weight", None)
+    rng = np.random.default_rng([step.cfg.seed, epoch, 17]) if step is not None else None
+    with torch.set_grad_enabled(opt is not None):
+        for i, (x, y) in enumerate(loader):
+            if opt is not None and step is not None and rng is not None:
+                step.set_lr((epoch - 1) * step.steps_per_epoch + i)
+                mixed = mixup_batch(x, y, alpha=step.cfg.mixup_alpha, rng=rng)
+                logits = model(mixed.x)
+                loss = mixed.loss(loss_fn, logits)
+            else:
+                logits = model(x)
+                loss = loss_fn(logits, y)
+            if opt is not None:
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            batch_w = float(class_w[y].sum()) if class_w is not None else float(len(y))
+            loss_sum += float(loss.detach()) * batch_w
+            weight_sum += batch_w
+            correct += int((logits.argmax(1) == y).sum())
+            total += len(y)
+    return loss_sum / max(weight_sum, 1e-12), correct / max(total, 1), total
+
+
+def train_model(
+    model: nn.Module,
+    train_ds: ClipDataset,
+    val_ds: ClipDataset,
+    cfg: TrainConfig,
+    *,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    class_weights: torch.Tensor | None = None,
+    log: Callable[[str], Any] = print,
+    dist: Any | None = None,
+) -> TrainResult:
+    """Fit ``model`` with the recipe of ``cfg`` and early stopping on validation loss.
+
+    Parameters
+    ----------
+    checkpoint_dir
+        If given, ``checkpoint.pt`` is written there atomically after every epoch.
+    resume
+        Continue from ``checkpoint_dir/checkpoint.pt`` if it exists.
+    class_weights
+        Per-class loss weights ``(n_classes,)``; default: balanced ones from the training clips
+        when ``cfg.class_weighting == "balanced"``, else none.  The validation loss uses the
+        same weights (without label smoothing or mixup).
+    dist
+        Data-parallel context (:class:`cultural_music.cluster.ddp.DistContext`): the model
+        is wrapped in ``DistributedDataParallel``, this rank trains on its shard with
+        ``batch_size // world_size`` clips per step, metrics and the early-stopping decision
+        are shared by all ranks, and only rank 0 logs and writes the checkpoint.
+
+    Returns
+    -------
+    TrainResult
+        ``best_state`` holds the weights of the epoch with the lowest validation loss (chosen
+        on validation only); the model is left holding those weights.
+    """
+    if len(train_ds) == 0 or len(val_ds) == 0:
+        raise CulturalMusicError("training needs at least one training clip and one validation clip")
+    if len(train_ds) < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise CulturalMusicError(f"training needs at least 2 training clips (batch norm); got {len(train_ds)}: "
+                                 "add recordings or use longer clips")
+    model.to(memory_format=torch.channels_last)  # faster CPU conv/pool kernels (bench/train.py); same maths
+    opt = make_optimizer(model, cfg)
+    if class_weights is None and cfg.class_weighting == "balanced":
+        class_weights = balanced_class_weights(train_ds.labels, _n_classes(model, val_ds))
+    loss_fn = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=cfg.label_smoothing)
+    val_loss_fn = nn.CrossEntropyLoss(weight=class_weights)
+    net = model if dist is None else dist.wrap(model)  # forward + backward through net
+    if dist is not None and not dist.is_writer:
+        log = _silent
+
+    def train_loader(epoch: int) -> DataLoader:
+        if dist is not None:
+            return dist.train_loader(train_ds, cfg, epoch)
+        return _loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch, balanced=cfg.balanced_sampling)
+
+    step = _Step(cfg, loss_fn, opt, 1 if cfg.optimizer == "lbfgs" else len(train_loader(0)))
+    result = TrainResult()
+    start_epoch, bad_epochs = 1, 0
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        start_epoch, bad_epochs = _load_checkpoint(ckpt_path, model, opt, result)
+        log(f"resuming from {ckpt_path} at epoch {start_epoch}")
+    val_loader = _loader(val_ds, cfg.batch_size, shuffle=False, seed=0)
+    fitted = cfg.optimizer == "lbfgs"  # a fit to convergence: reported once, not per step
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        torch.manual_seed(cfg.seed * 100003 + epoch)
+        train_ds.set_epoch(epoch)
+        t0 = time.perf_counter()
+        if cfg.optimizer == "lbfgs":  # full batch, fixed order: a deterministic objective
+            step.set_lr(epoch - 1)
+            full = _loader(train_ds, max(2, cfg.batch_size), shuffle=False, seed=0)  # batch norm: never 1 clip
+            tr_loss, tr_acc, n = lbfgs_epoch(net, full, loss_fn, opt, cfg.weight_decay)  # type: ignore[arg-type]
+        else:
+            tr_loss, tr_acc, n = _epoch_pass(net, train_loader(epoch), loss_fn, opt, step, epoch)
+        seconds = time.perf_counter() - t0
+        if dist is not None:
+            tr_loss, tr_acc, n = dist.merge_train(tr_loss, tr_acc, n)
+            dist.sync_state(model)
+        va_loss, va_acc, _ = _epoch_pass(model, val_loader, val_loss_fn, None)
+        if dist is not None:
+            va_loss, va_acc = dist.from_rank0(va_loss, va_acc)
+        result.history.append(
+            {"epoch": epoch, "train_loss": tr_loss, "train_accuracy": tr_acc, "val_loss": va_loss,
+             "val_accuracy": va_acc, "seconds": seconds, "clips_per_s": n / max(seconds, 1e-9),
+             "lr": float(opt.param_groups[-1]["lr"])}
+        )
+        if fitted:
+            result.history[-1]["iterations"] = _lbfgs_iterations(opt)
+        improved = va_loss < result.best_val_loss - 1e-6
+        if improved:
+            result.best_val_loss, result.best_epoch, bad_epochs = va_loss, epoch, 0
+            result.best_state = copy.deepcopy(model.state_dict())
+        else:
+            bad_epochs += 1
+        if not fitted:
+            log(f"epoch {epoch:3d}/{cfg.epochs}  loss {tr_loss:.4f} acc {tr_acc:.3f}  "
+                f"val_loss {va_loss:.4f} val_acc {va_acc:.3f}  {n / max(seconds, 1e-9):.1f} clips/s" + ("  *" if improved else ""))
+        if ckpt_path is not None and (dist is None or dist.is_writer):
+            _save_checkpoint(ckpt_path, model, opt, result, epoch, bad_epochs)
+        if bad_epochs >= cfg.patience:
+            result.stopped_early = True
+            if not fitted:
+                log(f"early stopping: no validation-loss improvement for {cfg.patience} epochs; best epoch {result.best_epoch}")
+            break
+    model.load_state_dict(result.best_state)
+    if fitted:
+        _as_fit(result, log)
+    return result
+
+
+def _lbfgs_iterations(opt: torch.optim.Optimizer) -> int:
+    """L-BFGS iterations run so far (cumulative over steps)."""
+    return int(opt.state_dict()["state"].get(0, {}).get("n_iter", 0))
+
+
+def _as_fit(result: TrainResult, log: Callable[[str], Any]) -> None:
+    """A full-batch L-BFGS run is one fit, not an epoch loop: the history becomes one record
+    (the kept step: iterations up to it, its losses) and one line is logged."""
+    best = result.history[result.best_epoch - 1]
+    record = {"fit": "lbfgs", "epoch": 1, "steps": result.best_epoch, "steps_run": len(result.history),
+              **{k: best[k] for k in ("iterations", "train_loss", "train_accuracy", "val_loss", "val_accuracy")},
+              "seconds": sum(h["seconds"] for h in result.history)}
+    result.history, result.best_epoch = [record], 1
+    log(f"fitted by full-batch L-BFGS: {record['iterations']} iterations, final training loss {record['train_loss']:.4f} "
+        f"(accuracy {record['train_accuracy']:.3f}); validation loss {record['val_loss']:.4f}, accuracy {record['val_accuracy']:.3f}")
+
+
+def _silent(line: str) -> None:
+    pass
+
+
+def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, result: TrainResult, epoch: int, bad_epochs: int) -> None:
+    state = {
+        "epoch": epoch,
+        "bad_epochs": bad_epochs,
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "best_state": result.best_state,
+        "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss,
+        "history": result.history,
+    }
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(state, tmp)
+
+
+def _load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, result: TrainResult) -> tuple[int, int]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+    except Exception as err:  # noqa: BLE001 - any failure means an unusable checkpoint
+        raise CulturalMusicError(f"{path}: cannot resume from this checkpoint ({err})") from err
+    result.best_state = state["best_state"]
+    result.best_epoch = int(state["best_epoch"])
+    result.best_val_loss = float(state["best_val_loss"])
+    result.history = list(state["history"])
+    return int(state["epoch"]) + 1, int(state["bad_epochs"])
