@@ -41,7 +41,6 @@ KNOWN: set[str] = {
     "up cultural_music.features.extract -> cultural_music.cluster.ray_features",
     "up cultural_music.training.pipeline -> cultural_music.cluster.session",
     "up cultural_music.training.pipeline -> cultural_music.cluster.ray_train",
-    "circle cultural_music.inference.classifier <-> cultural_music.inference.onnx_backend",
 }
 
 

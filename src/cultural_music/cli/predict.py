@@ -41,7 +41,8 @@ def predict(model_dir: str, paths: tuple[str, ...], out: str | None, resume: boo
     """Name the kind of each recording in PATHS (files or folders) with MODEL_DIR."""
     from cultural_music.inference.batch import error_row, expand_inputs, prediction_row, run_batch
     from cultural_music.errors import AudioLoadError, CulturalMusicError
-    from cultural_music.inference.classifier import format_prediction, format_timeline, load_classifier
+    from cultural_music.inference.classifier import format_prediction, format_timeline
+    from cultural_music.inference.load import load_classifier
 
     clf = load_classifier(model_dir, onnx=use_onnx)
     if out is not None:
