@@ -18,10 +18,6 @@ import click
 from cultural_music.cli.options import quiet_option
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(predict)
-
-
 @click.command()
 @click.argument("model_dir", type=click.Path(file_okay=False))
 @click.argument("paths", nargs=-1, required=True, type=click.Path())

@@ -7,10 +7,6 @@ import click
 _POSITIVE = click.FloatRange(min=0, min_open=True)
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(serve)
-
-
 @click.command()
 @click.argument("model_dir", type=click.Path(file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every network; think twice).")
