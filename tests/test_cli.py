@@ -101,3 +101,33 @@ def test_help_lists_exactly_the_commands(capsys: pytest.CaptureFixture[str]) -> 
                if isinstance(obj, click.Command)}
     sub = {c for g in defined if isinstance(g, click.Group) for c in g.commands.values()}  # e.g. cache info
     assert {c.name for c in defined - sub} == set(listed) == {c.name for c in cli_pkg.COMMANDS}
+
+
+def _all_options() -> list[tuple[str, "click.Option"]]:
+    import click
+
+    from cultural_music.cli import cli
+
+    out, todo = [], [("", cli)]
+    while todo:
+        prefix, cmd = todo.pop()
+        out += [(f"{prefix}{cmd.name} {p.opts[0]}", p) for p in cmd.params if isinstance(p, click.Option)]
+        if isinstance(cmd, click.Group):
+            todo += [(f"{prefix}{cmd.name} ", sub) for sub in cmd.commands.values()]
+    return out
+
+
+def test_help_does_not_repeat_what_click_prints() -> None:
+    """An option whose default click shows (show_default) says no 'default' in its help, and a
+    click.Choice option does not list its choices again (click prints [a|b|c])."""
+    import click
+
+    options = _all_options()
+    assert len(options) > 40
+    for name, opt in options:
+        text = opt.help or ""
+        if opt.show_default:
+            assert "default" not in text.lower(), f"{name}: {text!r} repeats the [default: ...] click prints"
+        if isinstance(opt.type, click.Choice):
+            named = [c for c in opt.type.choices if re.search(rf"\b{re.escape(c)}\b", text)]
+            assert len(named) < 2 and "one of" not in text.lower(), f"{name}: {text!r} repeats the choices"

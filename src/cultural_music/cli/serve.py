@@ -14,7 +14,7 @@ _POSITIVE = click.FloatRange(min=0, min_open=True)
 @click.option("--max-upload-mb", type=_POSITIVE, default=100.0, show_default=True, help="Largest upload in MB (413 past it).")
 @click.option("--max-duration", "max_duration", type=_POSITIVE, default=1800.0, show_default=True, help="Longest recording in seconds (413 past it).")
 @click.option("--max-samples", type=_POSITIVE, default=172.8e6, show_default=True,
-              help="Most samples (frames x channels, from the header) one recording may decode; default 30 min of 48 kHz stereo (413 past it).")
+              help="Most samples (frames x channels, from the header) one recording may decode (413 past it); 172.8e6 is 30 min of 48 kHz stereo.")
 @click.option("--max-sample-rate", type=_POSITIVE, default=192000, show_default=True, help="Highest sample rate in Hz (422 past it).")
 @click.option("--long-after", type=_POSITIVE, default=120.0, show_default=True,
               help="Seconds (or as many samples as that long a 48 kHz stereo file) past which a recording runs on a second model thread, so it never delays short ones.")
