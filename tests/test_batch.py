@@ -123,3 +123,38 @@ def test_all_files_failing_exits_1(model: Path, folder: Path, tmp_path: Path, ca
     assert "error: no file could be labelled" in capsys.readouterr().err
     assert _csv(out)[0]["status"] == "error"
     assert main(["predict", str(model), str(tmp_path / "empty_dir_does_not_exist")]) == 1
+
+
+class _Crashing(Classifier):
+    """A decoder crash (not an AudioLoadError) on files named c.*: a bad file, not a bad run."""
+
+    def predict(self, path, **kw):  # type: ignore[no-untyped-def, override]
+        if Path(path).stem == "c":
+            raise RuntimeError("decoder blew up")
+        return super().predict(path, **kw)
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_one_error_policy_with_and_without_out(model: Path, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str], as_json: bool) -> None:
+    """Without --out a crashing file is skipped and reported exactly as a batch run records it,
+    the other files are still labelled, and the exit code is 1 (docs/prediction.md)."""
+    import cultural_music.inference.load as load
+
+    clf = _Crashing(Classifier.load(model).artifact)
+    monkeypatch.setattr(load, "load_classifier", lambda model_dir, onnx=False: clf)
+    out = tmp_path / "r.json"
+    assert main(["predict", str(model), str(folder), "--out", str(out), "--quiet"]) == 0
+    batch = {Path(r["path"]).name: r for r in json.loads(out.read_text())}
+    assert batch["c.WAV"]["reason"] == "unexpected RuntimeError: decoder blew up"
+    capsys.readouterr()
+    assert main(["predict", str(model), str(folder), "--threshold", "0", *(["--json"] if as_json else [])]) == 1
+    std = capsys.readouterr()
+    if as_json:
+        rows = [json.loads(line) for line in std.out.splitlines()]
+        assert [r["status"] for r in rows] == ["ok", "error", "error"]
+        assert [r["reason"] for r in rows[1:]] == [batch["b.wav"]["reason"], batch["c.WAV"]["reason"]]
+    else:
+        assert std.out.startswith("🎵 a.wav: beep") and len(std.out.splitlines()) == 1
+        assert f"error: {folder / 'sub' / 'c.WAV'}: unexpected RuntimeError: decoder blew up" in std.err.splitlines()
+    assert "2 of 3 file(s) could not be labelled" in std.err

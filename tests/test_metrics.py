@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cultural_music.metrics.classification import classification_metrics, mean_by_group
+from cultural_music.metrics.calibration import nll
+from cultural_music.metrics.classification import classification_metrics, log_loss_nats, log_softmax, mean_by_group, softmax
 
 
 def test_hand_computed_case_with_a_class_never_predicted() -> None:
@@ -53,3 +54,17 @@ def test_class_absent_from_truth_is_left_out_of_macro_scores() -> None:
     assert m["per_class"]["a"]["roc_auc"] == pytest.approx(0.75)
     assert m["baseline_class"] == "b" and m["baseline_accuracy"] == pytest.approx(0.5)
     assert m["baseline_macro_f1"] == pytest.approx((0 + 2 / 3) / 2)  # b: p 1/2, r 1 -> 2/3
+
+
+def test_one_log_loss_hand_computed_and_shared() -> None:
+    """log_loss_nats is -mean log p(true class) (what evaluate's recording NLL was), the same number
+    as classification_metrics' log loss and as nll() of the logits; a zero probability counts 1e-12."""
+    proba = np.array([[0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [0.0, 1.0, 0.0]])
+    y = np.array([0, 1, 0])
+    expected = -(np.log(0.5) + np.log(0.8) + np.log(1e-12)) / 3
+    assert log_loss_nats(y, proba, 3) == pytest.approx(expected, rel=1e-9)
+    assert classification_metrics(y, proba, ["a", "b", "c"])["log_loss"] == pytest.approx(expected, rel=1e-9)
+    logits = np.array([[2.0, -1.0, 0.5], [0.0, 3.0, 1.0]])
+    t = 1.7
+    assert log_loss_nats(y[:2], softmax(logits, t), 3) == pytest.approx(nll(logits, y[:2], t), rel=1e-6)
+    np.testing.assert_allclose(np.exp(log_softmax(logits, t)), softmax(logits, t), rtol=1e-6)

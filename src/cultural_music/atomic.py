@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from cultural_music.errors import OutputError
 
-__all__ = ["atomic_path", "atomic_open", "atomic_write_text", "atomic_write_json", "atomic_write_bytes", "ensure_dir"]
+__all__ = ["atomic_path", "atomic_open", "atomic_write_text", "atomic_write_json", "ensure_dir"]
 
 
 def ensure_dir(path: str | Path) -> Path:
@@ -78,12 +78,6 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write UTF-8 text atomically."""
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
         fh.write(text)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write bytes atomically."""
-    with atomic_open(path, "wb") as fh:
-        fh.write(data)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:

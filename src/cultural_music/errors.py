@@ -12,7 +12,6 @@ __all__ = [
     "AudioLoadError",
     "DatasetError",
     "ModelLoadError",
-    "NotFittedError",
     "OutputError",
 ]
 
@@ -51,10 +50,6 @@ class DatasetError(CulturalMusicError):
 
 class ModelLoadError(CulturalMusicError):
     """A model folder is missing a file, has an edited file, or is not a model folder."""
-
-
-class NotFittedError(CulturalMusicError):
-    """A model or transform was used before it was fitted."""
 
 
 class OutputError(CulturalMusicError):

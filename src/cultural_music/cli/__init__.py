@@ -11,9 +11,18 @@ import traceback
 
 import click
 
+from cultural_music.cli import cache as cache_cmd
+from cultural_music.cli import cv as cv_cmd
+from cultural_music.cli import demo as demo_cmd
+from cultural_music.cli import evaluate as evaluate_cmd
+from cultural_music.cli import export as export_cmd
+from cultural_music.cli import features as features_cmd
+from cultural_music.cli import predict as predict_cmd
+from cultural_music.cli import serve as serve_cmd
+from cultural_music.cli import train as train_cmd
 from cultural_music.errors import CulturalMusicError
 
-__all__ = ["main", "cli"]
+__all__ = ["main", "cli", "COMMANDS"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,18 +35,13 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     ctx.obj["verbose"] = verbose
 
 
-def _register() -> None:
-    """Add every command module of this package (each file defines ``register(cli)``)."""
-    import importlib
-    import pkgutil
-
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        if hasattr(module, "register"):
-            module.register(cli)
-
-
-_register()
+# Every command, by name (``cultural-music --help`` lists them sorted).
+COMMANDS: tuple[click.Command, ...] = (
+    cache_cmd.cache, cv_cmd.cv, demo_cmd.demo, evaluate_cmd.evaluate, export_cmd.export, features_cmd.features,
+    train_cmd.models, predict_cmd.predict, serve_cmd.serve, train_cmd.train,
+)
+for _command in COMMANDS:
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +76,3 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"error: {name}{exc.strerror or exc}", err=True)
         return 1
     return 0  # commands report failure by raising (CulturalMusicError -> 1, usage -> 2)
-
-
-def run() -> None:  # pragma: no cover - console script shim
-    sys.exit(main())

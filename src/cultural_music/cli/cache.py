@@ -9,10 +9,6 @@ import click
 from cultural_music.cli.options import cache_option
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(cache)
-
-
 def _cache(cache_dir: str | None):  # noqa: ANN202 - FeatureCache, imported lazily
     from cultural_music.features.cache import FeatureCache, default_cache_dir
 

@@ -11,10 +11,6 @@ from cultural_music.cli.options import cache_option, quiet_option, workers_optio
 from cultural_music.cli.train import build_config, model_options
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(cv)
-
-
 def format_cv(s: dict) -> str:
     """Per-fold table and mean ± std [95% interval] of the headline metrics at both levels."""
     lines = [f"{s['scheme']}: {s['n_folds']} folds, {s['n_recordings']} recordings, {s['n_groups']} groups",

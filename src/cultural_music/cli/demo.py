@@ -7,10 +7,6 @@ import click
 from cultural_music.cli.options import quiet_option, workers_option
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(demo)
-
-
 @click.command()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="demo_run", show_default=True)
 @click.option("--per-class", type=click.IntRange(min=3), default=12, show_default=True, help="Recordings per class.")

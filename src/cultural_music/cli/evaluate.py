@@ -9,10 +9,6 @@ import click
 from cultural_music.cli.options import cache_option, quiet_option, workers_option
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(evaluate)
-
-
 def format_metrics(m: dict) -> str:
     """Human summary: headline numbers at both levels and the per-class table."""
     rec, clip = m["recording"], m["clip"]

@@ -5,10 +5,6 @@ from __future__ import annotations
 import click
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(export)
-
-
 @click.command()
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--onnx", "to_onnx", is_flag=True, help="Write MODEL_DIR/model.onnx (checked against PyTorch).")

@@ -7,10 +7,6 @@ import click
 from cultural_music.cli.options import backend_options, cache_option, check_backend, quiet_option, workers_option
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(features)
-
-
 @click.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--duration", type=click.FloatRange(min=0.05), default=30.0, show_default=True, help="Clip length in seconds.")

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from typing import Any
 
 import click
 
 from cultural_music.cli.options import quiet_option
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(predict)
 
 
 @click.command()
@@ -39,9 +36,9 @@ def register(cli: click.Group) -> None:
 def predict(model_dir: str, paths: tuple[str, ...], out: str | None, resume: bool, overwrite: bool, hop: float | None,
             threshold: float | None, use_onnx: bool, timeline: bool, as_json: bool, quiet: bool) -> None:
     """Name the kind of each recording in PATHS (files or folders) with MODEL_DIR."""
-    from cultural_music.inference.batch import error_row, expand_inputs, prediction_row, run_batch
-    from cultural_music.errors import AudioLoadError, CulturalMusicError
-    from cultural_music.inference.classifier import format_prediction, format_timeline, load_classifier
+    from cultural_music.errors import CulturalMusicError
+    from cultural_music.inference.batch import run_batch
+    from cultural_music.inference.load import load_classifier
 
     clf = load_classifier(model_dir, onnx=use_onnx)
     if out is not None:
@@ -51,26 +48,35 @@ def predict(model_dir: str, paths: tuple[str, ...], out: str | None, resume: boo
         if summary.n_ok == 0 and summary.n_failed:
             raise CulturalMusicError(f"no file could be labelled ({summary.n_failed} failed; reasons in {out})")
         return
-    failed = 0
+    _print_predictions(clf, paths, hop=hop, threshold=threshold, timeline=timeline, as_json=as_json)
+
+
+def _print_predictions(clf: Any, paths: tuple[str, ...], *, hop: float | None, threshold: float | None,
+                       timeline: bool, as_json: bool) -> None:
+    """One line per file on stdout; a file that fails is reported (stderr, or a JSON error row)
+    and skipped, as in a batch run (:func:`~cultural_music.inference.batch.try_predict`)."""
+    from cultural_music.errors import CulturalMusicError
+    from cultural_music.inference.batch import error_row, expand_inputs, prediction_row, try_predict
+    from cultural_music.inference.classifier import format_prediction, format_timeline
+
     files = expand_inputs(paths)
     if not files:
         raise CulturalMusicError(f"no audio files in {', '.join(paths)}")
+    failed = 0
     for path in files:
-        try:
-            pred = clf.predict(path, hop_seconds=hop, threshold=threshold)
-        except AudioLoadError as err:
+        got = try_predict(clf, path, hop_seconds=hop, threshold=threshold)
+        if isinstance(got, str):
             failed += 1
             if as_json:
-                click.echo(json.dumps(error_row(path, err.reason)))
+                click.echo(json.dumps(error_row(path, got)))
             else:
-                click.echo(one_line(f"error: {err}"), err=True)
-            continue
-        if as_json:
-            click.echo(json.dumps(prediction_row(pred), ensure_ascii=False))
+                click.echo(one_line(f"error: {path}: {got}"), err=True)
+        elif as_json:
+            click.echo(json.dumps(prediction_row(got), ensure_ascii=False))
         else:
-            click.echo(one_line(format_prediction(pred)))
+            click.echo(one_line(format_prediction(got)))
             if timeline:
-                click.echo("\n".join(one_line(line) for line in format_timeline(pred.timeline).splitlines()))
+                click.echo("\n".join(one_line(line) for line in format_timeline(got.timeline).splitlines()))
     if failed:
         raise CulturalMusicError(f"{failed} of {len(files)} file(s) could not be labelled")
 

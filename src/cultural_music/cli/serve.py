@@ -7,10 +7,6 @@ import click
 _POSITIVE = click.FloatRange(min=0, min_open=True)
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(serve)
-
-
 @click.command()
 @click.argument("model_dir", type=click.Path(file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every network; think twice).")
@@ -18,7 +14,7 @@ def register(cli: click.Group) -> None:
 @click.option("--max-upload-mb", type=_POSITIVE, default=100.0, show_default=True, help="Largest upload in MB (413 past it).")
 @click.option("--max-duration", "max_duration", type=_POSITIVE, default=1800.0, show_default=True, help="Longest recording in seconds (413 past it).")
 @click.option("--max-samples", type=_POSITIVE, default=172.8e6, show_default=True,
-              help="Most samples (frames x channels, from the header) one recording may decode; default 30 min of 48 kHz stereo (413 past it).")
+              help="Most samples (frames x channels, from the header) one recording may decode (413 past it); 172.8e6 is 30 min of 48 kHz stereo.")
 @click.option("--max-sample-rate", type=_POSITIVE, default=192000, show_default=True, help="Highest sample rate in Hz (422 past it).")
 @click.option("--long-after", type=_POSITIVE, default=120.0, show_default=True,
               help="Seconds (or as many samples as that long a 48 kHz stereo file) past which a recording runs on a second model thread, so it never delays short ones.")

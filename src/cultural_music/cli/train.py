@@ -13,7 +13,7 @@ import click
 
 from cultural_music.cli.options import backend_options, cache_option, check_backend, quiet_option, workers_option
 
-__all__ = ["register", "DEFAULT_MODEL", "build_config", "model_options"]
+__all__ = ["DEFAULT_MODEL", "build_config", "model_options"]
 
 #: the model ``train`` uses without ``--model`` (chosen by cross-validation: docs/models.md)
 DEFAULT_MODEL = "musicnn"
@@ -103,11 +103,6 @@ _MODEL_OPTIONS = [
     click.option("--spec-mask-p", type=click.FloatRange(0, 1), default=None, help="SpecAugment masking probability [default: the model's]."),
     click.option("--n-mels", type=click.IntRange(8, 512), default=None, help="Mel bands of log-mel models [default: 128]."),
 ]
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(train)
-    cli.add_command(models)
 
 
 @click.command()

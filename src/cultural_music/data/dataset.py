@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cultural_music.atomic import atomic_write_text
-from cultural_music.errors import DatasetError, ParameterError
+from cultural_music.errors import DatasetError
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -368,12 +368,3 @@ def file_sha256(path: str | Path, *, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def check_fractions(val_fraction: float, test_fraction: float) -> None:
-    """Raise :class:`ParameterError` unless the two fractions leave room for training."""
-    if val_fraction + test_fraction >= 0.9:
-        raise ParameterError(
-            "The 'val_fraction' + 'test_fraction' parameters must sum to < 0.9. "
-            f"Got {val_fraction + test_fraction} instead."
-        )

@@ -11,6 +11,7 @@ passed in (or one derived from ``seed``), so output is byte-for-byte reproducibl
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -213,7 +214,20 @@ def synthesize_recording(kind: str, *, seconds: float, sample_rate: int = 22050,
     n_steps = int(np.ceil(seconds / step_s))
     tonic = int(rng.integers(st["tonic"][0], st["tonic"][1] + 1))
     lead = _lead(st["lead"], _melody(st, n_steps, rng), step_s, tonic, st["scale"], n, sr, rng)
-    stems = [(lead, 1.0)]
+    stems = [(lead, 1.0), (_drums(st, n_steps, step_s, n, sr, rng), 0.9)]
+    t = np.arange(n) / sr
+    if st["drone"]:  # sustained tonic and fifth an octave below, slowly breathing
+        f = _midi_hz(tonic - 12)
+        drone = sum(np.sin(2 * np.pi * f * r * k * t) / k for r in (1, 1.5) for k in range(1, 6))
+        stems.append((drone * (1 + 0.2 * np.sin(2 * np.pi * 0.3 * t)), 0.5))
+    if st["strum"]:
+        stems.append((_strum(tonic, n_steps, step_s, st["spb"], n, sr, rng), 0.7))
+    return _mix(stems, n, sr, rng)
+
+
+def _drums(st: dict[str, Any], n_steps: int, step_s: float, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """The style's drum pattern over ``n_steps`` steps of ``step_s`` seconds: float ``(n,)``
+    samples at ``sr`` Hz, each hit a little late or early, louder or softer, 5 % of hits dropped."""
     drums, kit = np.zeros(n), {name: _drum(name, sr, rng) for _, name, _ in st["pattern"]}
     for bar in range(0, n_steps, st["bar"]):
         for step, name, vel in st["pattern"]:
@@ -221,23 +235,26 @@ def synthesize_recording(kind: str, *, seconds: float, sample_rate: int = 22050,
                 continue  # a dropped hit
             i = int(((bar + step) * step_s + rng.normal(0, 0.006)) * sr)
             _place(drums, kit[name] * vel * rng.uniform(0.75, 1.15), i)
-    stems.append((drums, 0.9))
-    t = np.arange(n) / sr
-    if st["drone"]:  # sustained tonic and fifth an octave below, slowly breathing
-        f = _midi_hz(tonic - 12)
-        drone = sum(np.sin(2 * np.pi * f * r * k * t) / k for r in (1, 1.5) for k in range(1, 6))
-        stems.append((drone * (1 + 0.2 * np.sin(2 * np.pi * 0.3 * t)), 0.5))
-    if st["strum"]:  # tungna-like strum of the tonic chord on every beat
-        strum = np.zeros(n)
-        for beat in range(0, n_steps, st["spb"]):
-            for k, semi in enumerate((0, 7, 12, 16)):
-                if (i := int((beat * step_s + 0.012 * k) * sr)) < n:
-                    _place(strum, _pluck(_midi_hz(tonic + semi), 0.5, sr, rng, t60=0.5), i)
-        stems.append((strum, 0.7))
+    return drums
+
+
+def _strum(tonic: int, n_steps: int, step_s: float, spb: int, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """Tungna-like strum of the tonic chord on every beat (``spb`` steps): float ``(n,)`` at ``sr`` Hz."""
+    strum = np.zeros(n)
+    for beat in range(0, n_steps, spb):
+        for k, semi in enumerate((0, 7, 12, 16)):
+            if (i := int((beat * step_s + 0.012 * k) * sr)) < n:
+                _place(strum, _pluck(_midi_hz(tonic + semi), 0.5, sr, rng, t60=0.5), i)
+    return strum
+
+
+def _mix(stems: list[tuple[np.ndarray, float]], n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """Peak-normalised stems ``(n,)`` at jittered levels, soft pinkish hiss 25-40 dB down, 10 ms
+    fades at both ends, peak 0.35-0.95: float32 ``(n,)`` at ``sr`` Hz."""
     mix = np.zeros(n)
-    for stem, level in stems:  # peak-normalised stems, each at a jittered level
+    for stem, level in stems:
         mix += stem / (np.abs(stem).max() + 1e-9) * level * rng.uniform(0.6, 1.0)
-    noise = signal.lfilter([0.1], [1, -0.9], rng.standard_normal(n))  # soft, pinkish hiss
+    noise = signal.lfilter([0.1], [1, -0.9], rng.standard_normal(n))
     rms = np.sqrt(np.mean(mix**2)) + 1e-12
     mix += noise / (np.sqrt(np.mean(noise**2)) + 1e-12) * rms * 10 ** (rng.uniform(-40, -25) / 20)
     fade = np.minimum(1.0, np.minimum(np.arange(n), np.arange(n)[::-1]) / (0.01 * sr))

@@ -31,7 +31,7 @@ from cultural_music.training.clip_dataset import ClipDataset, build_items
 from cultural_music.data.dataset import Recording, read_split_csv, scan_folder
 from cultural_music.errors import DatasetError
 from cultural_music.features.extract import default_workers, extract_features
-from cultural_music.metrics.classification import classification_metrics, softmax
+from cultural_music.metrics.classification import classification_metrics, log_loss_nats, softmax
 from cultural_music.inference.timeline import recordings_from_clips
 from cultural_music.training.loop import predict_logits
 
@@ -92,10 +92,6 @@ def clip_and_recording_probabilities(art: Artifact, recordings: list[Recording],
             "temperature": temperature}
 
 
-def _proba_nll(y: np.ndarray, proba: np.ndarray) -> float:
-    return float(-np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, 1.0)).mean()) if len(y) else 0.0
-
-
 def calibration_metrics(res: dict[str, Any], *, n_bins: int = DEFAULT_BINS) -> dict[str, Any]:
     """ECE and NLL before (``T = 1``) and after the model's temperature, at clip and recording level.
 
@@ -106,7 +102,8 @@ def calibration_metrics(res: dict[str, Any], *, n_bins: int = DEFAULT_BINS) -> d
                                ("recording", res["rec_true"], res["rec_proba_raw"], res["rec_proba"])):
         before, after = reliability_bins(y, raw, n_bins=n_bins), reliability_bins(y, cal, n_bins=n_bins)
         out[level] = {"ece_before": before["ece"], "ece_after": after["ece"],
-                      "nll_before": _proba_nll(y, raw), "nll_after": _proba_nll(y, cal),
+                      "nll_before": log_loss_nats(y, raw, raw.shape[1]) if len(y) else 0.0,
+                      "nll_after": log_loss_nats(y, cal, cal.shape[1]) if len(y) else 0.0,
                       "reliability_before": before, "reliability_after": after}
     if len(res["clip_true"]):  # exact clip NLL from the logits
         out["clip"]["nll_before"] = nll(res["clip_logits"], res["clip_true"], 1.0)

@@ -170,21 +170,9 @@ def fill_cache(data_dir: str | Path, cfg: Config, cache: FeatureCache, *, worker
     return scan, result
 
 
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def set_postfix(self, **kwargs: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
-    """A tqdm bar (elapsed, ETA, files/s) or nothing; ``initial`` files were already done."""
-    if not enabled:
-        return _NoBar()
+    """A tqdm bar (elapsed, ETA, files/s), silent unless ``enabled``; ``initial`` files were already done."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="file", dynamic_ncols=True, smoothing=0.1)
+    return tqdm(total=total, initial=initial, desc=desc, unit="file", dynamic_ncols=True, smoothing=0.1,
+                disable=not enabled)

@@ -15,18 +15,18 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cultural_music.atomic import atomic_write_text
-from cultural_music.errors import AudioLoadError, CulturalMusicError, OutputError, ParameterError
+from cultural_music.errors import AudioLoadError, CulturalMusicError, DatasetError, OutputError, ParameterError
 from cultural_music.data.dataset import AUDIO_EXTENSIONS
 from cultural_music.inference.classifier import Prediction, WindowClassifier
 
 __all__ = ["AUDIO_EXTENSIONS", "CSV_FIELDS", "BatchSummary", "ResultsFile", "expand_inputs", "prediction_row",
-           "error_row", "run_batch"]
+           "error_row", "run_batch", "try_predict", "label_row"]
 
 CSV_FIELDS = ("path", "status", "label", "confidence", "uncertain", "top1", "top1_p", "top2", "top2_p", "top3", "top3_p",
               "duration", "n_clips", "reason")
@@ -139,25 +139,24 @@ class BatchSummary:
     n_skipped: int = 0
     out: str = ""
 
+    def count(self, row: dict[str, Any]) -> None:
+        """Count one JSON row (``status`` ``"ok"`` or ``"error"``)."""
+        if row["status"] == "ok":
+            self.n_ok += 1
+            self.n_uncertain += int(bool(row["uncertain"]))
+        else:
+            self.n_failed += 1
+
     def line(self) -> str:
         """``N ok (U uncertain), F failed, S already done -> OUT``."""
         skipped = f", {self.n_skipped} already done" if self.n_skipped else ""
         return f"{self.n_ok} ok ({self.n_uncertain} uncertain), {self.n_failed} failed{skipped} -> {self.out}"
 
 
-def run_batch(
-    classifier: WindowClassifier,
-    inputs: Sequence[str | Path],
-    *,
-    out: str | Path,
-    resume: bool = False,
-    overwrite: bool = False,
-    hop_seconds: float | None = None,
-    threshold: float | None = None,
-    progress: bool = True,
-    flush_seconds: float = 5.0,
-    on_row: Callable[[dict[str, Any]], Any] | None = None,
-) -> BatchSummary:
+def run_batch(classifier: WindowClassifier, inputs: Sequence[str | Path], *, out: str | Path, resume: bool = False,
+              overwrite: bool = False, hop_seconds: float | None = None, threshold: float | None = None,
+              progress: bool = True, flush_seconds: float = 5.0,
+              on_row: Callable[[dict[str, Any]], Any] | None = None) -> BatchSummary:
     """Label every file of ``inputs`` (files and folders) into the results file ``out``.
 
     Parameters
@@ -188,46 +187,58 @@ def run_batch(
     """
     from tqdm import tqdm
 
-    from cultural_music.errors import DatasetError
-
     results = ResultsFile(out, resume=resume, overwrite=overwrite)
     files = expand_inputs(inputs)
     if not files:
         raise DatasetError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {', '.join(map(str, inputs))}")
     todo = [f for f in files if _key(f) not in results.done]
     summary = BatchSummary(n_skipped=len(files) - len(todo), out=str(results.path))
-    last = time.monotonic()
     bar = tqdm(todo, total=len(todo), unit="file", file=sys.stderr, disable=not progress, dynamic_ncols=True)
     try:
-        for path in bar:
-            row = _label(classifier, path, hop_seconds=hop_seconds, threshold=threshold)
-            results.add(row)
-            if row["status"] == "ok":
-                summary.n_ok += 1
-                summary.n_uncertain += int(bool(row["uncertain"]))
-            else:
-                summary.n_failed += 1
+        for row in _rows(classifier, bar, results, flush_seconds, hop_seconds=hop_seconds, threshold=threshold):
+            summary.count(row)
+            if row["status"] != "ok":
                 bar.set_postfix(failed=summary.n_failed)
             if on_row is not None:
                 on_row(row)
-            if time.monotonic() - last >= flush_seconds:
-                results.flush()
-                last = time.monotonic()
     finally:
         bar.close()
         results.flush()
     return summary
 
 
-def _label(classifier: WindowClassifier, path: Path, *, hop_seconds: float | None, threshold: float | None) -> dict[str, Any]:
-    """One row; a failure becomes an error row, so one bad file never stops a batch."""
+def _rows(classifier: WindowClassifier, paths: Iterable[Path], results: ResultsFile, flush_seconds: float,
+          **predict_kw: Any) -> Iterator[dict[str, Any]]:
+    """Label each path into ``results`` (rewritten at most every ``flush_seconds``), yielding each new row."""
+    last = time.monotonic()
+    for path in paths:
+        row = label_row(classifier, path, **predict_kw)
+        results.add(row)
+        yield row
+        if time.monotonic() - last >= flush_seconds:
+            results.flush()
+            last = time.monotonic()
+
+
+def try_predict(classifier: WindowClassifier, path: Path, *, hop_seconds: float | None = None,
+                threshold: float | None = None) -> Prediction | str:
+    """The prediction of one file, or why it failed (a one-line reason): the one error policy of
+    ``predict``, with or without ``--out``.  A bad file never stops a run of many; only a bad
+    option (:class:`~cultural_music.errors.ParameterError`, every file would fail alike) raises."""
     try:
-        return prediction_row(classifier.predict(path, hop_seconds=hop_seconds, threshold=threshold))
+        return classifier.predict(path, hop_seconds=hop_seconds, threshold=threshold)
     except AudioLoadError as err:
-        return error_row(path, err.reason)
+        return err.reason
     except ParameterError:
-        raise  # a bad option fails every file alike: stop
+        raise
     except CulturalMusicError as err:
-        return error_row(path, str(err))
-    except Exception as err:  # noqa: BLE001 - a decoder crash on one file must not end the run; it is recorded
-        return error_row(path, f"unexpected {type(err).__name__}: {err}")
+        return str(err)
+    except Exception as err:  # noqa: BLE001 - a decoder crash on one file must not end the run; it is reported
+        return f"unexpected {type(err).__name__}: {err}"
+
+
+def label_row(classifier: WindowClassifier, path: Path, *, hop_seconds: float | None = None,
+              threshold: float | None = None) -> dict[str, Any]:
+    """One JSON row: :func:`prediction_row`, or :func:`error_row` when :func:`try_predict` gives a reason."""
+    got = try_predict(classifier, path, hop_seconds=hop_seconds, threshold=threshold)
+    return error_row(path, got) if isinstance(got, str) else prediction_row(got)

@@ -40,10 +40,11 @@ from cultural_music.metrics.uncertainty import UNCERTAIN, check_threshold, is_un
 if TYPE_CHECKING:
     from cultural_music.training.artifact import Artifact
 
-__all__ = ["Prediction", "Segment", "WindowClassifier", "Classifier", "load_classifier",
-           "predict_cultural_music_type", "format_prediction", "format_timeline", "DEFAULT_MODEL_DIR"]
+__all__ = ["Prediction", "Segment", "WindowClassifier", "Classifier", "predict_cultural_music_type",
+           "format_prediction", "format_timeline", "DEFAULT_MODEL_DIR", "ONNX_FILE"]
 
 DEFAULT_MODEL_DIR = "model"
+ONNX_FILE = "model.onnx"  # the exported network in a model folder (inference.export writes it, onnx_backend reads it)
 _BATCH = 4  # windows per forward pass (4 x 30 s at 22,050 Hz = 10.6 MB of audio)
 _HEADLINE = ("n", "accuracy", "balanced_accuracy", "macro_f1", "baseline_accuracy")
 
@@ -293,15 +294,6 @@ def _speed_up_inference(model: Any) -> None:
             for before, child in zip(children, children[1:]):
                 if isinstance(before, fresh) and isinstance(child, (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.Hardtanh)):
                     child.inplace = True
-
-
-def load_classifier(model_dir: str | Path = DEFAULT_MODEL_DIR, *, onnx: bool = False) -> WindowClassifier:
-    """:class:`Classifier` (PyTorch), or with ``onnx=True`` the torch-free ONNX one (needs ``model.onnx``)."""
-    if onnx:
-        from cultural_music.inference.onnx_backend import OnnxClassifier
-
-        return OnnxClassifier.load(model_dir)
-    return Classifier.load(model_dir)
 
 
 @functools.lru_cache(maxsize=4)

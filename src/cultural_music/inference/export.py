@@ -32,7 +32,8 @@ from cultural_music.config import MUSICNN_EMBEDDING_DIM, MUSICNN_N_MELS, Config
 from cultural_music.atomic import atomic_path
 from cultural_music.errors import CulturalMusicError, OutputError
 from cultural_music.metrics.classification import softmax
-from cultural_music.inference.onnx_backend import ONNX_FILE, network_input_config
+from cultural_music.inference.classifier import ONNX_FILE
+from cultural_music.inference.onnx_backend import network_input_config
 
 __all__ = ["ONNX_FILE", "export_onnx", "exportable", "WholeNetwork"]
 

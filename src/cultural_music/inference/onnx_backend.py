@@ -18,11 +18,9 @@ from cultural_music.config import MUSICNN, Config, FeatureConfig
 from cultural_music.errors import CulturalMusicError, ModelLoadError
 from cultural_music.training.artifact import read_meta
 from cultural_music.features.compute import feature_batches
-from cultural_music.inference.classifier import _BATCH, DEFAULT_MODEL_DIR, WindowClassifier
+from cultural_music.inference.classifier import _BATCH, DEFAULT_MODEL_DIR, ONNX_FILE, WindowClassifier
 
 __all__ = ["ONNX_FILE", "OnnxClassifier", "network_input_config"]
-
-ONNX_FILE = "model.onnx"
 
 
 def network_input_config(cfg: Config) -> Config:

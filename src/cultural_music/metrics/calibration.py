@@ -14,17 +14,12 @@ from typing import Any
 import numpy as np
 
 from cultural_music.errors import ParameterError
+from cultural_music.metrics.classification import log_softmax
 
 __all__ = ["fit_temperature", "nll", "expected_calibration_error", "reliability_bins", "DEFAULT_BINS"]
 
 DEFAULT_BINS = 15
 _LOG_T_BOUNDS = (np.log(0.05), np.log(20.0))
-
-
-def _log_softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
@@ -42,7 +37,7 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> flo
     labels = np.asarray(labels, dtype=int)
     if len(labels) == 0:
         return 0.0
-    logp = _log_softmax(logits, temperature)
+    logp = log_softmax(logits, temperature)
     return float(-logp[np.arange(len(labels)), labels].mean())
 
 
