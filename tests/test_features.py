@@ -92,6 +92,6 @@ def test_kind_validation_and_cache_keys() -> None:
         Config().replace(features=dataclasses.asdict(FeatureConfig.for_kind("musicnn")))
     keys = {_cfg(k).feature_key() for k in ("musicnn", "musicnn-embedding:MSD_musicnn", "musicnn-embedding:MTT_musicnn")}
     assert len(keys) == 3 and Config().feature_key() not in keys
-    assert FeatureConfig().backbone is None and FeatureConfig.for_kind("musicnn-embedding:MSD_musicnn").backbone == "MSD_musicnn"
+    assert FeatureConfig().backbone is None and FeatureConfig.for_kind("musicnn-embedding", "MSD_musicnn").backbone == "MSD_musicnn"
     cfg = _cfg("musicnn-embedding:MSD_musicnn")
     assert Config.from_dict(cfg.to_dict()) == cfg

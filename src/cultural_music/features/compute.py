@@ -5,7 +5,7 @@
   :mod:`.melspec`), then dB relative to the clip's
   loudest bin, clipped at ``-top_db`` and mapped linearly to 0..1.
 - ``"musicnn"``: musicnn's input, ``log10(10000 * mel + 1)`` (16 kHz, 512/256, 96 mels).
-- ``"musicnn-embedding:<backbone>"``: the frozen pretrained backbone's embedding of every 3 s
+- ``"musicnn-embedding"``: the frozen pretrained backbone's (``FeatureConfig.backbone``) embedding of every 3 s
   patch; computed here so that extraction caches it like any other feature.
 """
 
@@ -128,6 +128,6 @@ def log_mel(clips: np.ndarray, *, sample_rate: int, cfg: FeatureConfig) -> np.nd
 
 
 def feature_shape(n_samples: int, cfg: FeatureConfig) -> tuple[int, int]:
-    """``(rows, columns)`` produced for a clip of ``n_samples`` samples: ``(n_mels, frames)``,
-    or ``(1506, patches)`` for embeddings."""
-    return cfg.n_mels, cfg.n_frames(n_samples)
+    """``(rows, columns)`` produced for a clip of ``n_samples`` samples: ``(n_rows, frames)``
+    (``n_rows`` = ``n_mels``), or ``(1506, patches)`` for embeddings."""
+    return cfg.n_rows, cfg.n_frames(n_samples)

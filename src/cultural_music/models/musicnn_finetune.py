@@ -61,8 +61,8 @@ class MusicnnFinetune(nn.Module):
     ----------
     n_classes
         Output classes.
-    n_mels
-        Mel bands; must be 96.
+    n_rows
+        Feature rows (``FeatureConfig.n_rows``): the mel bands, must be 96.
     backbone
         Pretrained weights to start from (``"MSD_musicnn"`` or ``"MTT_musicnn"``); ``None`` = random
         (tests).  A saved model's weights replace them on loading.
@@ -70,12 +70,12 @@ class MusicnnFinetune(nn.Module):
         See :class:`EmbeddingHead`.
     """
 
-    def __init__(self, *, n_classes: int, n_mels: int = MUSICNN_N_MELS, backbone: str | None = "MSD_musicnn",
+    def __init__(self, *, n_classes: int, n_rows: int = MUSICNN_N_MELS, backbone: str | None = "MSD_musicnn",
                  hidden: int = 256, dropout: float = 0.5) -> None:
         super().__init__()
-        if n_mels != MUSICNN_N_MELS:
+        if n_rows != MUSICNN_N_MELS:
             raise ParameterError(
-                f"The model 'musicnn-finetune' needs musicnn log-mels ({MUSICNN_N_MELS} rows). Got {n_mels} rows instead; "
+                f"The model 'musicnn-finetune' needs musicnn log-mels ({MUSICNN_N_MELS} rows). Got {n_rows} rows instead; "
                 "train it with the config from cultural_music.models.default_config('musicnn-finetune')."
             )
         from cultural_music.backbones.musicnn import MusicnnBackbone, load_musicnn
