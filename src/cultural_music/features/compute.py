@@ -81,20 +81,27 @@ def feature_batches(path: str | Path, cfg: Config, *, batch_size: int, hop_secon
 
 
 def musicnn_log_mel(clips: np.ndarray) -> np.ndarray:
-    """musicnn's network input for a batch of clips.
+    """musicnn's network input for a batch of clips (the package's only musicnn log-mel).
 
     Parameters
     ----------
     clips
-        float32 ``(n, samples)`` (or ``(samples,)``) waveforms at 16 kHz.
+        float32 ``(n, samples)`` (or ``(samples,)``) waveforms at 16 kHz, floats in about [-1, 1].
 
     Returns
     -------
     np.ndarray
-        float32 ``(n, 96, frames)`` (or ``(96, frames)``), ``frames = 1 + samples // 256``:
-        ``log10(10000 * mel_power + 1)`` of ``melspectrogram(n_fft=512, hop_length=256, n_mels=96)``.
+        float32 ``(n, 96, frames)`` (or ``(96, frames)``): mel bands first, frames last,
+        ``frames = 1 + samples // 256`` (centred STFT frames, 16 ms apart);
+        ``log10(10000 * mel_power + 1)`` of ``melspectrogram(n_fft=512, hop_length=256, n_mels=96)``
+        (librosa's, to within 1e-5).  The network itself takes patches frames first:
+        ``musicnn_log_mel(y).T`` is a ``(frames, 96)`` input of
+        :class:`~cultural_music.backbones.musicnn.MusicnnBackbone`.
     """
     y = np.asarray(clips, dtype=np.float32)
+    if y.ndim not in (1, 2) or y.shape[-1] == 0:
+        raise ParameterError(f"The 'clips' parameter of musicnn_log_mel must be (samples,) or (n, samples) with samples >= 1. "
+                             f"Got shape {y.shape} instead.")
     mel = mel_power(y, sample_rate=MUSICNN_SAMPLE_RATE, n_fft=MUSICNN_N_FFT, hop_length=MUSICNN_HOP, n_mels=MUSICNN_N_MELS)
     return np.log10(10000.0 * mel + 1.0).astype(np.float32)
 
