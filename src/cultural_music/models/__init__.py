@@ -1,8 +1,9 @@
 """Network architectures, registered by name so that new ones plug in without other changes.
 
 Every model maps a batch of features ``(batch, 1, rows, columns)`` (rows:
-``FeatureConfig.n_rows``; log-mels: ``(batch, 1, n_mels, frames)``) to class logits ``(batch, n_classes)``.  A model folder stores the name and
-keyword arguments, and :func:`build_model` rebuilds the same network before loading its weights.
+``FeatureConfig.n_rows``; log-mels: ``(batch, 1, n_mels, frames)``) to class logits
+``(batch, n_classes)``.  A model folder stores the name and keyword arguments, and
+:func:`build_model` rebuilds the same network before loading its weights.
 
 A model may declare, when registered, the settings it is meant to be trained with
 (``defaults``: config section -> field -> value, e.g. the feature kind a pretrained backbone
