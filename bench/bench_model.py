@@ -37,7 +37,7 @@ def ensure_bench_model(out: Path, *, steps: int = 8, seed: int = 0) -> Path:
                       for c in names for _ in range(2)]).astype(np.float32)
     y = torch.tensor([i for i in range(len(names)) for _ in range(2)])
     x = torch.from_numpy(compute_features(clips, cfg))[:, None]
-    model = build_model(cfg.train.model, n_classes=len(names), n_mels=cfg.features.n_mels)
+    model = build_model(cfg.train.model, n_classes=len(names), n_rows=cfg.features.n_rows)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
     for _ in range(steps):

@@ -48,7 +48,7 @@ from cultural_music.training.artifact import read_meta
 from cultural_music.config import Config
 cfg = Config.from_dict(read_meta(sys.argv[1])["config"])
 s = ort.InferenceSession(sys.argv[1] + "/model.onnx", providers=["CPUExecutionProvider"])
-s.run(None, {"features": np.zeros((1, 1, cfg.features.n_mels, cfg.features.n_frames(cfg.audio.clip_samples)), np.float32)})
+s.run(None, {"features": np.zeros((1, 1, cfg.features.n_rows, cfg.features.n_frames(cfg.audio.clip_samples)), np.float32)})
 """
 
 

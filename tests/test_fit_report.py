@@ -38,7 +38,7 @@ def test_lbfgs_head_is_reported_as_one_fit(tmp_path: Path) -> None:
 
 def test_applicable_settings_leave_out_what_the_model_does_not_use() -> None:
     head = applicable_settings(default_config("musicnn"))
-    assert head["features"] == {"kind": "musicnn-embedding:MSD_musicnn"}
+    assert head["features"] == {"kind": "musicnn-embedding", "backbone": "MSD_musicnn"}
     assert "backbone_lr_scale" not in head["train"] and "batch_size" not in head["train"]
     cfg = default_config("res-cnn").replace(augment={"n_variants": 0})
     res = applicable_settings(cfg)

@@ -31,7 +31,7 @@ def test_model_folder_records_backbone_and_embeddings_are_cached(trained: tuple[
     _, model = trained
     meta = json.loads((model / "model.json").read_text())
     assert meta["model"]["name"] == "musicnn"
-    assert meta["config"]["features"]["kind"] == "musicnn-embedding:MSD_musicnn"
+    assert (meta["config"]["features"]["kind"], meta["config"]["features"]["backbone"]) == ("musicnn-embedding", "MSD_musicnn")
     assert meta["config"]["audio"]["sample_rate"] == 16000
     cached = list((model.parent / "cache").rglob("*.npy"))
     assert len(cached) == 18 and all(np.load(p).shape == (1, 1506, 1) for p in cached)
@@ -50,7 +50,7 @@ def test_musicnn_head_learns_tones_and_predicts_after_reload(trained: tuple[Path
 
 def test_cli_config_uses_model_defaults_unless_given() -> None:
     cfg = build_config("musicnn", {"duration": 5.0, "epochs": None, "backbone": "MTT_musicnn", "class_weights": "none"})
-    assert cfg.features.kind == "musicnn-embedding:MTT_musicnn" and cfg.audio.sample_rate == 16000
+    assert (cfg.features.kind, cfg.features.backbone) == ("musicnn-embedding", "MTT_musicnn") and cfg.audio.sample_rate == 16000
     assert cfg.audio.clip_seconds == 5.0 and cfg.train.class_weighting == "none" and cfg.train.optimizer == "lbfgs"
     assert build_config("res-cnn", {"mixup": 0.3}).train.mixup_alpha == 0.3
     assert cfg.train.epochs == default_config("musicnn").train.epochs

@@ -21,6 +21,7 @@ import torch
 from cultural_music.backbones import musicnn as mn
 from cultural_music.backbones import packaged
 from cultural_music.errors import ModelLoadError, ParameterError
+from cultural_music.features.compute import musicnn_log_mel
 
 from conftest import SHARED
 
@@ -227,16 +228,16 @@ def test_reader_on_musicnn_checkpoint(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------
 @needs_reference
 def test_logmel_matches_reference(reference: dict[str, np.ndarray]) -> None:
-    logmel = mn.musicnn_logmel(reference["waveform_16k"])
+    logmel = musicnn_log_mel(reference["waveform_16k"]).T
     assert logmel.dtype == np.float32 and logmel.shape == (1 + 48000 // mn.HOP, mn.N_MELS)
     np.testing.assert_allclose(logmel[: mn.PATCH_FRAMES], reference["logmel_input"], atol=1e-5)
 
 
 def test_logmel_rejects_bad_input() -> None:
-    with pytest.raises(ParameterError):
-        mn.musicnn_logmel(np.zeros((2, 100), dtype=np.float32))
-    with pytest.raises(ParameterError):
-        mn.musicnn_logmel(np.zeros(0, dtype=np.float32))
+    with pytest.raises(ParameterError, match="'clips' parameter of musicnn_log_mel"):
+        musicnn_log_mel(np.zeros((2, 1, 100), dtype=np.float32))
+    with pytest.raises(ParameterError, match="samples >= 1"):
+        musicnn_log_mel(np.zeros(0, dtype=np.float32))
 
 
 def test_patches_shapes() -> None:
@@ -261,6 +262,23 @@ def test_patches_pad_short_input() -> None:
         mn.patches(short, hop=0)
     with pytest.raises(ParameterError):
         mn.patches(short[None])
+
+
+@pytest.mark.parametrize("frames", [1, 50, 187, 188, 400, 1876])
+def test_covering_patches_one_rule_for_numpy_and_torch(frames: int) -> None:
+    x = np.random.default_rng(frames).random((2, frames, 96)).astype(np.float32)
+    got = mn.covering_patches(x)
+    p = -(-frames // 187)
+    assert got.shape == (2 * p, 187, 96) and got.flags.c_contiguous and got.dtype == np.float32
+    if frames <= 187:  # one repeat-padded patch, as musicnn's batching pads short inputs
+        want = np.concatenate([mn.patches(clip) for clip in x])
+    else:  # evenly spread windows, the first at frame 0 and the last ending at the last frame
+        starts = np.round(np.linspace(0, frames - 187, p)).astype(int)
+        want = np.stack([clip[s : s + 187] for clip in x for s in starts])
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(mn.covering_patches(torch.from_numpy(x)).numpy(), want)
+    index = torch.from_numpy(mn.covering_index(frames))
+    np.testing.assert_array_equal(mn.covering_patches(torch.from_numpy(x), index).numpy(), want)
 
 
 # ------------------------------------------------------------------------------------------

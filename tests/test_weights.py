@@ -36,7 +36,7 @@ _NO_MUSICNN = textwrap.dedent(
     from cultural_music.models import default_config
 
     cfg = default_config(DEFAULT_MODEL).replace(audio={"clip_seconds": 1.0})
-    assert cfg.features.kind == "musicnn-embedding:MSD_musicnn", cfg.features.kind
+    assert (cfg.features.kind, cfg.features.backbone) == ("musicnn-embedding", "MSD_musicnn"), cfg.features
     t = np.arange(16000) / 16000
     emb = compute_features((0.3 * np.sin(2 * np.pi * 440 * t))[None].astype(np.float32), cfg)
     assert emb.shape == (1, 1506, 1) and np.isfinite(emb).all() and emb.std() > 0, emb.shape

@@ -14,7 +14,7 @@ from typing import Any
 
 from cultural_music.errors import ParameterError, check_in_range, check_positive
 
-__all__ = ["AudioConfig", "FeatureConfig", "AugmentConfig", "TrainConfig", "Config", "n_patches", "LR_SCHEDULES", "CLASS_WEIGHTINGS", "OPTIMIZERS"]
+__all__ = ["AudioConfig", "FeatureConfig", "AugmentConfig", "TrainConfig", "Config", "n_patches", "FEATURE_KINDS", "FIELDS_ADDED_LATER", "LR_SCHEDULES", "CLASS_WEIGHTINGS", "OPTIMIZERS"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class AudioConfig:
 LOGMEL = "logmel"
 MUSICNN = "musicnn"
 MUSICNN_EMBEDDING = "musicnn-embedding"
+FEATURE_KINDS = (LOGMEL, MUSICNN, MUSICNN_EMBEDDING)
 MUSICNN_BACKBONES = ("MSD_musicnn", "MTT_musicnn")
 MUSICNN_SAMPLE_RATE = 16000  #: Hz: the musicnn networks' input rate
 MUSICNN_N_MELS = 96  #: mel bands of the musicnn input
@@ -62,7 +63,7 @@ MUSICNN_HOP = 256  #: samples (16 ms) between musicnn log-mel frames
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """What the network sees: the feature map ``(rows, columns)`` of one clip.
+    """What the network sees: the feature map ``(rows, columns)`` of one clip (rows: :attr:`n_rows`).
 
     ``kind`` chooses the features (see :func:`cultural_music.features.compute.compute_features`):
 
@@ -71,12 +72,14 @@ class FeatureConfig:
       whatever its recording level.  Shape ``(n_mels, frames)``.
     - ``"musicnn"``: the pretrained musicnn networks' input, ``log10(10000 * mel + 1)`` at 16 kHz
       with ``n_fft=512``, ``hop_length=256``, ``n_mels=96``.  Shape ``(96, frames)``.
-    - ``"musicnn-embedding:<backbone>"`` (backbone ``MSD_musicnn`` or ``MTT_musicnn``): the frozen
-      backbone's 1506-dim embedding of every 3 s patch of the clip.  Shape ``(1506, patches)``;
-      ``n_mels`` then holds the embedding size (the feature map's rows), 1506.
+    - ``"musicnn-embedding"`` with ``backbone`` ``"MSD_musicnn"`` or ``"MTT_musicnn"``: the frozen
+      backbone's 1506-dim embedding of every 3 s patch of the musicnn input.  Shape ``(1506, patches)``.
 
-    The musicnn kinds need ``AudioConfig.sample_rate == 16000`` and fix ``n_fft``, ``hop_length``
-    and ``n_mels`` (:meth:`for_kind` gives a valid config for any kind).
+    ``backbone`` is ``None`` for the other kinds.  The musicnn kinds need
+    ``AudioConfig.sample_rate == 16000`` and fix ``n_fft``, ``hop_length``, ``n_mels`` (96) and the
+    frequency range (:meth:`for_kind` gives a valid config for any kind).  The one-string form
+    ``kind="musicnn-embedding:<backbone>"`` (with ``n_mels=1506``) of earlier model folders is
+    still accepted and read as ``kind`` + ``backbone``.
     """
 
     n_fft: int = 2048
@@ -86,18 +89,22 @@ class FeatureConfig:
     fmax: float | None = None
     top_db: float = 80.0
     kind: str = LOGMEL
+    backbone: str | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.kind, str) and ":" in self.kind:
+            self._read_one_string_kind()
         check_in_range("n_fft", "FeatureConfig", self.n_fft, 16, 65536)
         check_in_range("hop_length", "FeatureConfig", self.hop_length, 1, self.n_fft)
         check_positive("top_db", "FeatureConfig", self.top_db)
+        if self.kind not in FEATURE_KINDS:
+            raise ParameterError(f"The 'kind' parameter of FeatureConfig must be one of {list(FEATURE_KINDS)}. Got {self.kind!r} instead.")
+        allowed = MUSICNN_BACKBONES if self.kind == MUSICNN_EMBEDDING else (None,)
+        if self.backbone not in allowed:
+            raise ParameterError(f"The 'backbone' parameter of FeatureConfig must be one of {list(allowed)} for kind "
+                                 f"{self.kind!r}. Got {self.backbone!r} instead.")
         if self.kind == LOGMEL:
             check_in_range("n_mels", "FeatureConfig", self.n_mels, 1, 1024)
-            return
-        base, _, backbone = self.kind.partition(":")
-        if not (self.kind == MUSICNN or (base == MUSICNN_EMBEDDING and backbone in MUSICNN_BACKBONES)):
-            kinds = [LOGMEL, MUSICNN] + [f"{MUSICNN_EMBEDDING}:{b}" for b in MUSICNN_BACKBONES]
-            raise ParameterError(f"The 'kind' parameter of FeatureConfig must be one of {kinds}. Got {self.kind!r} instead.")
         for name, want in _fixed_settings(self.kind).items():
             if getattr(self, name) != want:
                 raise ParameterError(
@@ -105,17 +112,26 @@ class FeatureConfig:
                     f"(fixed by the pretrained network). Got {getattr(self, name)!r} instead."
                 )
 
+    def _read_one_string_kind(self) -> None:
+        """``kind="musicnn-embedding:<backbone>"`` (model folders and ``--set`` values of earlier
+        versions, where ``n_mels`` held the embedding size 1506) -> ``kind`` + ``backbone``, 96 mels."""
+        kind, backbone = _split_kind(self.kind)
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "backbone", backbone)
+        if kind == MUSICNN_EMBEDDING and self.n_mels == MUSICNN_EMBEDDING_DIM:
+            object.__setattr__(self, "n_mels", MUSICNN_N_MELS)
+
     @classmethod
-    def for_kind(cls, kind: str) -> "FeatureConfig":
-        """The default settings of a feature kind (musicnn kinds: the only valid ones)."""
-        return cls(kind=kind, **_fixed_settings(kind))
+    def for_kind(cls, kind: str, backbone: str | None = None) -> "FeatureConfig":
+        """The default settings of a feature kind (musicnn kinds: the only valid ones); ``kind``
+        may also be the one-string form ``"musicnn-embedding:<backbone>"``."""
+        base, named = _split_kind(kind)
+        return cls(kind=base, backbone=backbone if named is None else named, **_fixed_settings(base))
 
     @property
-    def backbone(self) -> str | None:
-        """Name of the pretrained network the features need (``None`` for log-mels)."""
-        if self.kind.startswith(MUSICNN_EMBEDDING + ":"):
-            return self.kind.partition(":")[2]
-        return None
+    def n_rows(self) -> int:
+        """Rows of the feature map the model sees: ``n_mels``, or 1506 for embeddings."""
+        return MUSICNN_EMBEDDING_DIM if self.kind == MUSICNN_EMBEDDING else self.n_mels
 
     @property
     def sample_rate(self) -> int | None:
@@ -124,24 +140,46 @@ class FeatureConfig:
 
     def n_frames(self, n_samples: int) -> int:
         """Columns produced for ``n_samples`` samples: frames (librosa's ``center=True``
-        framing), or 3 s patches for embedding kinds (see :func:`n_patches`)."""
+        framing), or 3 s patches for embeddings (see :func:`n_patches`)."""
         frames = 1 + n_samples // self.hop_length
-        return n_patches(frames) if self.backbone is not None else frames
+        return n_patches(frames) if self.kind == MUSICNN_EMBEDDING else frames
+
+    def key_fields(self) -> dict[str, Any]:
+        """The settings in the form feature-cache keys hash (unchanged since the one-string kind:
+        ``kind="musicnn-embedding:<backbone>"``, ``n_mels`` = :attr:`n_rows`; no ``backbone``),
+        so existing caches stay valid."""
+        fields = dataclasses.asdict(self)
+        del fields["backbone"]
+        if self.backbone is not None:
+            fields.update(kind=f"{self.kind}:{self.backbone}", n_mels=self.n_rows)
+        return fields
+
+
+#: fields that model folders written by earlier versions lack, per section; their default is what
+#: those versions meant (``backbone``: it was part of ``kind``, see :class:`FeatureConfig`)
+FIELDS_ADDED_LATER: dict[str, tuple[str, ...]] = {"features": ("backbone",)}
+
+
+def _split_kind(kind: str) -> tuple[str, str | None]:
+    """``"musicnn-embedding:MSD_musicnn"`` -> ``("musicnn-embedding", "MSD_musicnn")``; a kind
+    without ``:`` -> ``(kind, None)``.  The only place the one-string form is read."""
+    base, sep, backbone = kind.partition(":")
+    if sep and base != MUSICNN_EMBEDDING:
+        raise ParameterError(f"The 'kind' parameter of FeatureConfig must be one of {list(FEATURE_KINDS)} "
+                             f"(or '{MUSICNN_EMBEDDING}:<backbone>'). Got {kind!r} instead.")
+    return base, (backbone if sep else None)
 
 
 def _fixed_settings(kind: str) -> dict[str, Any]:
     """Settings a feature kind fixes (none for log-mels)."""
     if kind == LOGMEL:
         return {}
-    rows = MUSICNN_N_MELS if kind == MUSICNN else MUSICNN_EMBEDDING_DIM
-    return {"n_fft": MUSICNN_N_FFT, "hop_length": MUSICNN_HOP, "n_mels": rows, "fmin": 0.0, "fmax": None}
+    return {"n_fft": MUSICNN_N_FFT, "hop_length": MUSICNN_HOP, "n_mels": MUSICNN_N_MELS, "fmin": 0.0, "fmax": None}
 
 
 def n_patches(frames: int, patch_frames: int = MUSICNN_PATCH_FRAMES) -> int:
-    """3 s patches covering ``frames`` log-mel frames: ``ceil(frames / patch_frames)``, at least 1.
-
-    The patches overlap as little as possible; the last one ends at the last frame.
-    """
+    """Number of 3 s patches covering ``frames`` log-mel frames: ``ceil(frames / patch_frames)``,
+    at least 1 (the patches themselves: :func:`cultural_music.backbones.musicnn.covering_index`)."""
     return max(1, -(-int(frames) // patch_frames))
 
 
@@ -329,7 +367,7 @@ class Config:
 
     def feature_key(self) -> str:
         """Short hash of the audio + feature settings: the cache key part for features."""
-        return _hash({"audio": dataclasses.asdict(self.audio), "features": dataclasses.asdict(self.features)})
+        return _hash({"audio": dataclasses.asdict(self.audio), "features": self.features.key_fields()})
 
     def augment_key(self) -> str:
         """Short hash of the augmentation settings plus the seed (augmented-variant cache key)."""

@@ -13,7 +13,6 @@ from typing import Any
 __all__ = [
     "MusicnnBackbone",
     "load_musicnn",
-    "musicnn_logmel",
     "patches",
     "YamnetBackbone",
     "load_yamnet",
@@ -23,7 +22,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "MusicnnBackbone": "musicnn", "load_musicnn": "musicnn", "musicnn_logmel": "musicnn",
+    "MusicnnBackbone": "musicnn", "load_musicnn": "musicnn",
     "patches": "musicnn", "YamnetBackbone": "yamnet", "load_yamnet": "yamnet",
     "pretrained_yamnet": "yamnet", "yamnet_log_mel": "yamnet", "yamnet_patches": "yamnet",
 }  # fmt: skip

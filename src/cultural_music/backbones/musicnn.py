@@ -27,7 +27,7 @@ All batch norms use TensorFlow's default epsilon 1e-3.
 from __future__ import annotations
 
 import functools
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
@@ -50,11 +50,9 @@ __all__ = [
     "MTT_TAGS",
     "MusicnnBackbone",
     "load_musicnn",
-    "musicnn_logmel",
     "patches",
-    "covering_patches",
-    "patch_starts",
     "covering_index",
+    "covering_patches",
     "pretrained",
     "embed_logmels",
 ]
@@ -67,6 +65,7 @@ N_MELS = MUSICNN_N_MELS  #: mel bands
 PATCH_FRAMES = MUSICNN_PATCH_FRAMES  #: frames per network input patch (3 s)
 EMBEDDING_DIM = MUSICNN_EMBEDDING_DIM  #: size of :meth:`MusicnnBackbone.embedding` ([mean_pool, max_pool])
 _BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization default
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 MODEL_NAMES = MUSICNN_BACKBONES
 
@@ -93,39 +92,6 @@ MSD_TAGS: tuple[str, ...] = (
 # --------------------------------------------------------------------------------------------
 # input pipeline
 # --------------------------------------------------------------------------------------------
-def musicnn_logmel(y_16k: np.ndarray) -> np.ndarray:
-    """Log-compressed mel spectrogram, exactly as musicnn computes its input.
-
-    Parameters
-    ----------
-    y_16k
-        Mono waveform sampled at :data:`SAMPLE_RATE` (16 kHz), shape (samples,), floats in
-        about [-1, 1].
-
-    Returns
-    -------
-    np.ndarray
-        float32, shape (frames, 96) with ``frames = 1 + samples // 256`` (centred STFT frames,
-        16 ms apart): ``log10(10000 * mel_power + 1)``.
-    """
-    import librosa
-
-    y = np.asarray(y_16k)
-    if y.ndim != 1 or y.size == 0 or not np.issubdtype(y.dtype, np.floating):
-        raise ParameterError(
-            "The 'y_16k' parameter of musicnn_logmel must be a non-empty 1-D float array. "
-            f"Got dtype {y.dtype}, shape {y.shape} instead."
-        )
-    mel = librosa.feature.melspectrogram(
-        y=y.astype(np.float32, copy=False),
-        sr=SAMPLE_RATE,
-        n_fft=N_FFT,
-        hop_length=HOP,
-        n_mels=N_MELS,
-    )
-    return np.log10(10000.0 * mel.T + 1.0).astype(np.float32)
-
-
 def patches(
     logmel: np.ndarray,
     n_frames: int = PATCH_FRAMES,
@@ -137,7 +103,8 @@ def patches(
     Parameters
     ----------
     logmel
-        Shape (frames, n_mels), e.g. from :func:`musicnn_logmel`.
+        Shape (frames, n_mels): frames first, the transpose of
+        :func:`cultural_music.features.compute.musicnn_log_mel`.
     n_frames
         Frames per patch (default 187 = 3 s).
     hop
@@ -179,46 +146,52 @@ def patches(
     return np.stack([x[s : s + n_frames] for s in starts]).astype(np.float32, copy=False)
 
 
-def covering_patches(logmel: np.ndarray, n_frames: int = PATCH_FRAMES) -> np.ndarray:
-    """Patches that cover every frame of a clip: the fewest ``n_frames`` windows, spread evenly
-    from the first frame to the last (overlapping a little where needed).
+def covering_index(frames: int, n_frames: int = PATCH_FRAMES) -> np.ndarray:
+    """The 3 s patches that cover every frame of a clip, as frame numbers: THE patching rule
+    (cached embeddings, fine-tuning and the ONNX graph all gather by it).
 
-    Parameters
-    ----------
-    logmel
-        Shape (frames, n_mels).  Shorter than ``n_frames``: repeat-padded to one patch.
+    The fewest ``n_frames`` windows (:func:`~cultural_music.config.n_patches`:
+    ``ceil(frames / n_frames)``), spread evenly from the first frame to the last (overlapping a
+    little where needed; the last one ends at the last frame).  A clip of at most ``n_frames``
+    frames gives one patch, repeat-padded (musicnn's ``pad_short: repeat-pad``).
 
     Returns
     -------
     np.ndarray
-        float32 (ceil(frames / n_frames), n_frames, n_mels); see :func:`cultural_music.config.n_patches`.
+        int64 ``(patches, n_frames)``: ``frames_first[index]`` are the patches.  A gather by fixed
+        indices, which traces and exports to ONNX exactly.
     """
-    x = np.asarray(logmel, dtype=np.float32)
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise ParameterError(
-            "The 'logmel' parameter of covering_patches must be a 2-D (frames, mels) array with at "
-            f"least one frame. Got shape {x.shape} instead."
-        )
-    if x.shape[0] <= n_frames:
-        return patches(x, n_frames=n_frames, hop=n_frames)
-    return np.stack([x[s : s + n_frames] for s in patch_starts(x.shape[0], n_frames)])
-
-
-def covering_index(frames: int, n_frames: int = PATCH_FRAMES) -> np.ndarray:
-    """Frame numbers of the :func:`covering_patches` of a clip of ``frames`` frames, int64
-    ``(patches, n_frames)``: ``logmel[index]`` is the patches (repeat padding of a short clip
-    included).  A gather by fixed indices, which traces and exports to ONNX exactly."""
     if frames <= n_frames:
         index = np.arange(n_frames)[None] % frames
     else:
-        index = np.asarray(patch_starts(frames, n_frames))[:, None] + np.arange(n_frames)[None]
+        starts = np.round(np.linspace(0, frames - n_frames, n_patches(frames, n_frames))).astype(int)
+        index = starts[:, None] + np.arange(n_frames)[None]
     return index.astype(np.int64)
 
 
-def patch_starts(frames: int, n_frames: int = PATCH_FRAMES) -> list[int]:
-    """First frame of each of the :func:`~cultural_music.config.n_patches` evenly spread
-    patches covering ``frames > n_frames`` frames (the last one ends at the last frame)."""
-    return np.round(np.linspace(0, frames - n_frames, n_patches(frames, n_frames))).astype(int).tolist()
+def covering_patches(logmels: ArrayT, index: ArrayT | None = None) -> ArrayT:
+    """Cut clips into their :func:`covering_index` patches (numpy arrays or torch tensors).
+
+    Parameters
+    ----------
+    logmels
+        float32 ``(batch, frames, mels)``: frames first (the transpose of the ``(mels, frames)``
+        features).
+    index
+        ``covering_index(frames)`` (default), or that index precomputed (e.g. a module buffer).
+
+    Returns
+    -------
+    np.ndarray or torch.Tensor
+        ``(batch * patches, n_frames, mels)``, clip after clip (C-contiguous for numpy).
+    """
+    b, t, m = logmels.shape
+    if index is None:
+        index = covering_index(int(t))
+    if isinstance(logmels, torch.Tensor) and isinstance(index, np.ndarray):
+        index = torch.from_numpy(index)
+    out = logmels[:, index.reshape(-1)].reshape(b * index.shape[0], index.shape[1], m)
+    return np.ascontiguousarray(out) if isinstance(out, np.ndarray) else out
 
 
 @functools.lru_cache(maxsize=2)
@@ -257,8 +230,11 @@ def embed_logmels(model: "MusicnnBackbone", logmels: np.ndarray, *, batch_size: 
         )
     if x.shape[0] == 0:
         return np.zeros((0, EMBEDDING_DIM, 1), dtype=np.float32)
-    per_clip = [covering_patches(clip.T) for clip in x]
-    flat = np.concatenate(per_clip)
+    flat = covering_patches(x.transpose(0, 2, 1))
+    if x.shape[2] >= PATCH_FRAMES:
+        # each patch stored mels-major, as cached embeddings have always been computed: the
+        # convolutions round differently (about 1e-5) on other memory layouts
+        flat = np.ascontiguousarray(flat.transpose(0, 2, 1)).transpose(0, 2, 1)
     outs = []
     was_training = model.training
     model.eval()
@@ -266,7 +242,7 @@ def embed_logmels(model: "MusicnnBackbone", logmels: np.ndarray, *, batch_size: 
         for i in range(0, len(flat), batch_size):
             outs.append(model.embedding(torch.from_numpy(flat[i : i + batch_size])).numpy())
     model.train(was_training)
-    emb = np.concatenate(outs).reshape(len(x), len(per_clip[0]), EMBEDDING_DIM)
+    emb = np.concatenate(outs).reshape(len(x), -1, EMBEDDING_DIM)
     return np.ascontiguousarray(emb.transpose(0, 2, 1), dtype=np.float32)
 
 
@@ -396,11 +372,6 @@ class MusicnnBackbone(nn.Module):
         """Patch embedding [mean_pool, max_pool], shape (batch, 1506); input as :meth:`forward`."""
         feats = self.features(x)
         return torch.cat([feats.mean(dim=2), feats.amax(dim=2)], dim=1)
-
-    @classmethod
-    def from_pretrained(cls, name: str = "MSD_musicnn") -> MusicnnBackbone:
-        """Same as :func:`load_musicnn`."""
-        return load_musicnn(name)
 
 
 def load_musicnn(name: str = "MSD_musicnn") -> MusicnnBackbone:

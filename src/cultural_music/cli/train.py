@@ -44,10 +44,9 @@ def build_config(model_name: str, options: dict[str, Any]) -> Any:
     """The model's default config with the options that were given (not ``None``) applied.
 
     ``options`` maps the names of :data:`_FIELDS` (and ``backbone``) to values; ``backbone``
-    picks the pretrained network of an embedding model (``features.kind``).  Raises
+    picks the pretrained network of an embedding model (``features.backbone``).  Raises
     :class:`click.BadParameter` for an unknown model or settings the model cannot use.
     """
-    from cultural_music.config import MUSICNN_EMBEDDING
     from cultural_music.errors import ParameterError
     from cultural_music.models import available_models, check_config, default_config
     from cultural_music.models.res_cnn import check_input_size
@@ -64,7 +63,7 @@ def build_config(model_name: str, options: dict[str, Any]) -> Any:
     if backbone is not None:
         if cfg.features.backbone is None:
             raise click.BadParameter(f"model {model_name!r} has no pretrained backbone to choose", param_hint="--backbone")
-        changes.setdefault("features", {})["kind"] = f"{MUSICNN_EMBEDDING}:{backbone}"
+        changes.setdefault("features", {})["backbone"] = backbone
     try:
         cfg = cfg.replace(**changes) if changes else cfg
         check_config(cfg)

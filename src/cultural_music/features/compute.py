@@ -5,7 +5,7 @@
   :mod:`.melspec`), then dB relative to the clip's
   loudest bin, clipped at ``-top_db`` and mapped linearly to 0..1.
 - ``"musicnn"``: musicnn's input, ``log10(10000 * mel + 1)`` (16 kHz, 512/256, 96 mels).
-- ``"musicnn-embedding:<backbone>"``: the frozen pretrained backbone's embedding of every 3 s
+- ``"musicnn-embedding"``: the frozen pretrained backbone's (``FeatureConfig.backbone``) embedding of every 3 s
   patch; computed here so that extraction caches it like any other feature.
 """
 
@@ -81,20 +81,27 @@ def feature_batches(path: str | Path, cfg: Config, *, batch_size: int, hop_secon
 
 
 def musicnn_log_mel(clips: np.ndarray) -> np.ndarray:
-    """musicnn's network input for a batch of clips.
+    """musicnn's network input for a batch of clips (the package's only musicnn log-mel).
 
     Parameters
     ----------
     clips
-        float32 ``(n, samples)`` (or ``(samples,)``) waveforms at 16 kHz.
+        float32 ``(n, samples)`` (or ``(samples,)``) waveforms at 16 kHz, floats in about [-1, 1].
 
     Returns
     -------
     np.ndarray
-        float32 ``(n, 96, frames)`` (or ``(96, frames)``), ``frames = 1 + samples // 256``:
-        ``log10(10000 * mel_power + 1)`` of ``melspectrogram(n_fft=512, hop_length=256, n_mels=96)``.
+        float32 ``(n, 96, frames)`` (or ``(96, frames)``): mel bands first, frames last,
+        ``frames = 1 + samples // 256`` (centred STFT frames, 16 ms apart);
+        ``log10(10000 * mel_power + 1)`` of ``melspectrogram(n_fft=512, hop_length=256, n_mels=96)``
+        (librosa's, to within 1e-5).  The network itself takes patches frames first:
+        ``musicnn_log_mel(y).T`` is a ``(frames, 96)`` input of
+        :class:`~cultural_music.backbones.musicnn.MusicnnBackbone`.
     """
     y = np.asarray(clips, dtype=np.float32)
+    if y.ndim not in (1, 2) or y.shape[-1] == 0:
+        raise ParameterError(f"The 'clips' parameter of musicnn_log_mel must be (samples,) or (n, samples) with samples >= 1. "
+                             f"Got shape {y.shape} instead.")
     mel = mel_power(y, sample_rate=MUSICNN_SAMPLE_RATE, n_fft=MUSICNN_N_FFT, hop_length=MUSICNN_HOP, n_mels=MUSICNN_N_MELS)
     return np.log10(10000.0 * mel + 1.0).astype(np.float32)
 
@@ -128,6 +135,6 @@ def log_mel(clips: np.ndarray, *, sample_rate: int, cfg: FeatureConfig) -> np.nd
 
 
 def feature_shape(n_samples: int, cfg: FeatureConfig) -> tuple[int, int]:
-    """``(rows, columns)`` produced for a clip of ``n_samples`` samples: ``(n_mels, frames)``,
-    or ``(1506, patches)`` for embeddings."""
-    return cfg.n_mels, cfg.n_frames(n_samples)
+    """``(rows, columns)`` produced for a clip of ``n_samples`` samples: ``(n_rows, frames)``
+    (``n_rows`` = ``n_mels``), or ``(1506, patches)`` for embeddings."""
+    return cfg.n_rows, cfg.n_frames(n_samples)

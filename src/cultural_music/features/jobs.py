@@ -103,7 +103,7 @@ def entry_for(job: ExtractJob, cfg: Config, cache: FeatureCache, sha: str, durat
               compute: bool, signature: FileSignature | None = None) -> JobResult | None:
     """The job's entry from the cache, computing what is missing if ``compute`` (else ``None``)."""
     fkey, akey = _keys(cfg)
-    mels = cfg.features.n_mels
+    mels = cfg.features.n_rows
     clean_path = cache.path(fkey, sha)
     decoded = False
     clean = cache.shape(clean_path, expect_mels=mels)  # the header is enough on a hit

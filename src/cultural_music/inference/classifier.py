@@ -240,7 +240,7 @@ class WindowClassifier:
             "backend": self.backend,
             "classes": list(self.classes),
             "settings": {"sample_rate": a.sample_rate, "window_seconds": a.clip_seconds, "default_hop_seconds": self.default_hop,
-                         "n_mels": self.config.features.n_mels, "temperature": self.temperature},
+                         "n_mels": self.config.features.n_rows, "temperature": self.temperature},
             "metrics": metrics,
             "threshold": self.threshold,
             "uncertain": m.get("uncertain", {}),

@@ -28,7 +28,7 @@ from torch import nn
 
 from cultural_music import __version__
 from cultural_music.training.artifact import load_artifact
-from cultural_music.config import MUSICNN_EMBEDDING_DIM, MUSICNN_N_MELS, Config
+from cultural_music.config import MUSICNN_EMBEDDING_DIM, Config
 from cultural_music.atomic import atomic_path
 from cultural_music.errors import CulturalMusicError, OutputError
 from cultural_music.metrics.classification import softmax
@@ -77,8 +77,8 @@ class WholeNetwork(nn.Module):
     frames
         Log-mel frames of one clip (fixed by the model's clip length).
 
-    The patches are those of :func:`~cultural_music.backbones.musicnn.covering_patches` for a
-    clip of ``frames`` frames, as fixed frame indices (repeat padding of a short clip included).
+    The patches are :func:`~cultural_music.backbones.musicnn.covering_patches` with the
+    ``covering_index(frames)`` kept as a buffer (fixed frame indices, repeat padding included).
     """
 
     def __init__(self, backbone: nn.Module, head: nn.Module, frames: int) -> None:
@@ -91,9 +91,10 @@ class WholeNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, 1, 96, frames)`` log-mel -> ``(batch, n_classes)`` logits."""
-        frames_first = x[:, 0].transpose(1, 2)  # (batch, frames, 96)
-        n, (p, t) = x.shape[0], self.index.shape
-        patches = frames_first[:, self.index.reshape(-1)].reshape(n * p, t, MUSICNN_N_MELS)
+        from cultural_music.backbones.musicnn import covering_patches
+
+        n, p = x.shape[0], self.index.shape[0]
+        patches = covering_patches(x[:, 0].transpose(1, 2), self.index)  # (batch * p, 187, 96)
         # sizes spelt out (not -1): the exporter needs a known channel count for the head's norm
         emb = self.backbone.embedding(patches).reshape(n, p, MUSICNN_EMBEDDING_DIM).transpose(1, 2)  # (batch, 1506, patches)
         return self.head(emb[:, None])

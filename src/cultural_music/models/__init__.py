@@ -1,8 +1,9 @@
 """Network architectures, registered by name so that new ones plug in without other changes.
 
-Every model maps a batch of features ``(batch, 1, rows, columns)`` (log-mels: ``(batch, 1,
-n_mels, frames)``) to class logits ``(batch, n_classes)``.  A model folder stores the name and
-keyword arguments, and :func:`build_model` rebuilds the same network before loading its weights.
+Every model maps a batch of features ``(batch, 1, rows, columns)`` (rows:
+``FeatureConfig.n_rows``; log-mels: ``(batch, 1, n_mels, frames)``) to class logits
+``(batch, n_classes)``.  A model folder stores the name and keyword arguments, and
+:func:`build_model` rebuilds the same network before loading its weights.
 
 A model may declare, when registered, the settings it is meant to be trained with
 (``defaults``: config section -> field -> value, e.g. the feature kind a pretrained backbone
@@ -49,8 +50,7 @@ def register(
     defaults
         Config overrides the model is meant to be trained with: ``{"train": {...}, ...}``.
     feature_kinds
-        ``FeatureConfig.kind`` values the model accepts (``None``: any); a kind ending in ``:``
-        accepts every backbone (``"musicnn-embedding:"``).
+        ``FeatureConfig.kind`` values the model accepts (``None``: any), whatever the backbone.
     summary
         One line for ``cultural-music models``.
     """
@@ -89,12 +89,17 @@ def model_summary(name: str) -> str:
     return _entry(name).summary
 
 
-def build_model(name: str, *, n_classes: int, n_mels: int, **kwargs: Any) -> nn.Module:
+def build_model(name: str, *, n_classes: int, n_rows: int | None = None, n_mels: int | None = None,
+                **kwargs: Any) -> nn.Module:
     """A fresh, randomly initialised network of the registered kind ``name``.
 
-    ``n_mels`` is the number of feature rows (mel bands, or the embedding size).
+    ``n_rows`` is the number of feature rows the model sees (``FeatureConfig.n_rows``: mel
+    bands, or the embedding size); ``n_mels`` is its older name, accepted for callers not yet
+    moved.  Give one of them.
     """
-    return _entry(name).factory(n_classes=n_classes, n_mels=n_mels, **kwargs)
+    if (n_rows is None) == (n_mels is None):
+        raise ParameterError(f"build_model({name!r}) needs the number of feature rows: give n_rows (FeatureConfig.n_rows).")
+    return _entry(name).factory(n_classes=n_classes, n_rows=n_mels if n_rows is None else n_rows, **kwargs)
 
 
 def model_defaults(name: str) -> dict[str, dict[str, Any]]:
@@ -106,13 +111,14 @@ def default_config(name: str, base: Config | None = None) -> Config:
     """``base`` (default ``Config()``) with ``train.model = name`` and the model's defaults."""
     overrides = model_defaults(name)
     overrides.setdefault("train", {})["model"] = name
-    if "features" in overrides and "kind" in overrides["features"]:
+    feats = overrides.get("features", {})
+    if "kind" in feats:
         # a new feature kind: start from that kind's settings, not from the base's log-mel ones
         from dataclasses import asdict
 
         from cultural_music.config import FeatureConfig
 
-        overrides["features"] = {**asdict(FeatureConfig.for_kind(overrides["features"]["kind"])), **overrides["features"]}
+        overrides["features"] = {**asdict(FeatureConfig.for_kind(feats["kind"], feats.get("backbone"))), **feats}
     return (base or Config()).replace(**overrides)
 
 
@@ -122,12 +128,11 @@ def check_config(cfg: Config) -> None:
     kinds = entry.feature_kinds
     if kinds is None:
         return
-    kind = cfg.features.kind
-    if any(kind == k or (k.endswith(":") and kind.startswith(k)) for k in kinds):
+    if cfg.features.kind in kinds:
         return
     raise ParameterError(
-        f"The model {cfg.train.model!r} needs feature kind {' or '.join(repr(k + ('<backbone>' if k.endswith(':') else '')) for k in kinds)}. "
-        f"Got {kind!r} instead; start from cultural_music.models.default_config({cfg.train.model!r})."
+        f"The model {cfg.train.model!r} needs feature kind {' or '.join(repr(k) for k in kinds)}. "
+        f"Got {cfg.features.kind!r} instead; start from cultural_music.models.default_config({cfg.train.model!r})."
     )
 
 
@@ -147,7 +152,9 @@ def applicable_settings(cfg: Config) -> dict[str, dict[str, Any]]:
     d = cfg.to_dict()
     feats, aug, train = d["features"], d["augment"], d["train"]
     if cfg.features.kind != LOGMEL:  # fixed by the pretrained network
-        feats = {"kind": feats["kind"]}
+        feats = {k: feats[k] for k in ("kind", "backbone")}
+    if feats.get("backbone", 0) is None:
+        del feats["backbone"]
     if cfg.augment.n_variants == 0:
         aug = {k: v for k, v in aug.items() if k not in _AUG_WAVEFORM}
     if cfg.augment.spec_mask_p == 0:

@@ -15,13 +15,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from cultural_music.backbones.musicnn import covering_index
-from cultural_music.config import MUSICNN, MUSICNN_EMBEDDING_DIM, MUSICNN_N_MELS, MUSICNN_PATCH_FRAMES, MUSICNN_SAMPLE_RATE
+from cultural_music.backbones.musicnn import covering_patches
+from cultural_music.config import MUSICNN, MUSICNN_EMBEDDING_DIM, MUSICNN_N_MELS, MUSICNN_SAMPLE_RATE
 from cultural_music.errors import ParameterError
 from cultural_music.models import register
 from cultural_music.models.musicnn_head import EmbeddingHead
 
-__all__ = ["MusicnnFinetune", "DEFAULTS", "patch_batch"]
+__all__ = ["MusicnnFinetune", "DEFAULTS"]
 
 DEFAULTS: dict[str, dict[str, object]] = {
     "audio": {"sample_rate": MUSICNN_SAMPLE_RATE},
@@ -40,18 +40,6 @@ DEFAULTS: dict[str, dict[str, object]] = {
 }
 
 
-def patch_batch(x: torch.Tensor, n_frames: int = MUSICNN_PATCH_FRAMES) -> torch.Tensor:
-    """``(batch, frames, mels)`` -> ``(batch * patches, n_frames, mels)`` covering patches.
-
-    Clips shorter than ``n_frames`` are repeat-padded to one patch; longer ones get
-    ``ceil(frames / n_frames)`` evenly spread patches (last one ending at the last frame), the
-    same patches as :func:`cultural_music.backbones.musicnn.covering_patches`.
-    """
-    b, t, m = x.shape
-    index = torch.from_numpy(covering_index(int(t), n_frames))  # (patches, n_frames); frames fixed per model
-    return x[:, index.reshape(-1)].reshape(b * index.shape[0], n_frames, m)
-
-
 @register("musicnn-finetune", defaults=DEFAULTS, feature_kinds=(MUSICNN,),
           summary="pretrained musicnn (MSD) fine-tuned end to end with a new head (slow on CPU)")
 class MusicnnFinetune(nn.Module):
@@ -61,8 +49,8 @@ class MusicnnFinetune(nn.Module):
     ----------
     n_classes
         Output classes.
-    n_mels
-        Mel bands; must be 96.
+    n_rows
+        Feature rows (``FeatureConfig.n_rows``): the mel bands, must be 96.
     backbone
         Pretrained weights to start from (``"MSD_musicnn"`` or ``"MTT_musicnn"``); ``None`` = random
         (tests).  A saved model's weights replace them on loading.
@@ -70,12 +58,12 @@ class MusicnnFinetune(nn.Module):
         See :class:`EmbeddingHead`.
     """
 
-    def __init__(self, *, n_classes: int, n_mels: int = MUSICNN_N_MELS, backbone: str | None = "MSD_musicnn",
+    def __init__(self, *, n_classes: int, n_rows: int = MUSICNN_N_MELS, backbone: str | None = "MSD_musicnn",
                  hidden: int = 256, dropout: float = 0.5) -> None:
         super().__init__()
-        if n_mels != MUSICNN_N_MELS:
+        if n_rows != MUSICNN_N_MELS:
             raise ParameterError(
-                f"The model 'musicnn-finetune' needs musicnn log-mels ({MUSICNN_N_MELS} rows). Got {n_mels} rows instead; "
+                f"The model 'musicnn-finetune' needs musicnn log-mels ({MUSICNN_N_MELS} rows). Got {n_rows} rows instead; "
                 "train it with the config from cultural_music.models.default_config('musicnn-finetune')."
             )
         from cultural_music.backbones.musicnn import MusicnnBackbone, load_musicnn
@@ -105,7 +93,7 @@ class MusicnnFinetune(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, 1, 96, frames)`` log-mels -> ``(batch, n_classes)`` logits."""
         logmel = x[:, 0].transpose(1, 2)  # (B, frames, 96)
-        patches = patch_batch(logmel)
+        patches = covering_patches(logmel)  # (B * P, 187, 96), as for the cached embeddings
         emb = self.backbone.embedding(patches)  # (B * P, 1506)
         emb = emb.reshape(x.shape[0], -1, MUSICNN_EMBEDDING_DIM).transpose(1, 2)
         return self.head(emb)

@@ -1,10 +1,10 @@
 """``musicnn``: a classifier head on frozen, pretrained musicnn embeddings.
 
-The features (``FeatureConfig.kind = "musicnn-embedding:<backbone>"``) are the backbone's
+The features (``FeatureConfig.kind = "musicnn-embedding"``, ``backbone`` ``"MSD_musicnn"`` or ``"MTT_musicnn"``) are the backbone's
 1506-dim embedding of every 3 s patch of a clip, computed once and cached by feature
 extraction; this model only pools them over the patches (mean and max), standardises them and
 classifies them linearly (L2-regularised logistic regression fitted by full-batch L-BFGS, see
-``DEFAULTS``), so training takes seconds.  The model folder's config records the backbone (``features.kind``).
+``DEFAULTS``), so training takes seconds.  The model folder's config records the backbone (``features.backbone``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ __all__ = ["EmbeddingHead", "MusicnnHead", "DEFAULTS"]
 #: settings of ``musicnn`` (config section -> overrides)
 DEFAULTS: dict[str, dict[str, object]] = {
     "audio": {"sample_rate": MUSICNN_SAMPLE_RATE},
-    "features": {"kind": f"{MUSICNN_EMBEDDING}:MSD_musicnn"},
+    "features": {"kind": MUSICNN_EMBEDDING, "backbone": "MSD_musicnn"},
     # masking rows/patches of an embedding is not SpecAugment; waveform augmentations lowered
     # the cross-validated macro-F1 of the head (docs/models.md) and cost backbone passes
     "augment": {"spec_mask_p": 0.0, "n_variants": 0},
@@ -86,7 +86,7 @@ class EmbeddingHead(nn.Module):
         return self.net((pooled - self.norm.running_mean) / torch.sqrt(self.norm.running_var + self.norm.eps))
 
 
-@register("musicnn", defaults=DEFAULTS, feature_kinds=(f"{MUSICNN_EMBEDDING}:",),
+@register("musicnn", defaults=DEFAULTS, feature_kinds=(MUSICNN_EMBEDDING,),
           summary="frozen pretrained musicnn (MSD) embeddings, cached; logistic-regression head (L-BFGS)")
 class MusicnnHead(nn.Module):
     """Head on cached musicnn embeddings: ``(batch, 1, 1506, patches)`` -> logits.
@@ -95,21 +95,21 @@ class MusicnnHead(nn.Module):
     ----------
     n_classes
         Output classes.
-    n_mels
-        Feature rows; must be the embedding size 1506.
+    n_rows
+        Feature rows (``FeatureConfig.n_rows``); must be the embedding size 1506.
     hidden, dropout, pooling
         See :class:`EmbeddingHead`.
     """
 
-    def __init__(self, *, n_classes: int, n_mels: int = MUSICNN_EMBEDDING_DIM, hidden: int = 0, dropout: float = 0.0,
+    def __init__(self, *, n_classes: int, n_rows: int = MUSICNN_EMBEDDING_DIM, hidden: int = 0, dropout: float = 0.0,
                  pooling: str = "mean+max") -> None:
         super().__init__()
-        if n_mels != MUSICNN_EMBEDDING_DIM:
+        if n_rows != MUSICNN_EMBEDDING_DIM:
             raise ParameterError(
-                f"The model 'musicnn' needs musicnn embeddings ({MUSICNN_EMBEDDING_DIM} feature rows). Got {n_mels} rows "
+                f"The model 'musicnn' needs musicnn embeddings ({MUSICNN_EMBEDDING_DIM} feature rows). Got {n_rows} rows "
                 "instead; train it with the config from cultural_music.models.default_config('musicnn')."
             )
-        self.head = EmbeddingHead(n_classes=n_classes, dim=n_mels, hidden=hidden, dropout=dropout, pooling=pooling)
+        self.head = EmbeddingHead(n_classes=n_classes, dim=n_rows, hidden=hidden, dropout=dropout, pooling=pooling)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, 1, 1506, patches)`` embeddings -> ``(batch, n_classes)`` logits."""

@@ -70,8 +70,8 @@ class ResCNN(nn.Module):
     ----------
     n_classes
         Output classes.
-    n_mels
-        Mel bands of the input (the input batch norm has one channel per band).
+    n_rows
+        Feature rows of the input (``FeatureConfig.n_rows``: mel bands; the input batch norm has one channel per row).
     stem
         Channels of the stem conv (3x3, then 2x2 average pooling).
     channels
@@ -84,13 +84,13 @@ class ResCNN(nn.Module):
         self,
         *,
         n_classes: int,
-        n_mels: int = 128,
+        n_rows: int = 128,
         stem: int = 8,
         channels: tuple[int, ...] = (16, 32, 64, 128),
         dropout: float = 0.3,
     ) -> None:
         super().__init__()
-        self.input_bn = nn.BatchNorm2d(n_mels)
+        self.input_bn = nn.BatchNorm2d(n_rows)
         self.stem = nn.Sequential(
             nn.Conv2d(1, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True), nn.AvgPool2d(2, ceil_mode=True)
         )
@@ -103,7 +103,7 @@ class ResCNN(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * c_in, n_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(batch, 1, n_mels, frames)`` -> ``(batch, n_classes)`` logits."""
+        """``(batch, 1, n_rows, frames)`` -> ``(batch, n_classes)`` logits."""
         x = self.input_bn(x.transpose(1, 2)).transpose(1, 2)  # normalise each mel band
         h = self.blocks(self.stem(x)).mean(dim=2)  # (B, C, T')
         return self.head(torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1))
@@ -127,7 +127,7 @@ def check_input_size(cfg: "Config") -> None:
     small for the feature map of one clip); other models: nothing to check."""
     if cfg.train.model != "res-cnn":
         return
-    rows, frames = cfg.features.n_mels, cfg.features.n_frames(cfg.audio.clip_samples)
+    rows, frames = cfg.features.n_rows, cfg.features.n_frames(cfg.audio.clip_samples)
     need = min_batch_size(rows, frames)
     if cfg.train.batch_size < need:
         raise ParameterError(

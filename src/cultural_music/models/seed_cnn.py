@@ -24,8 +24,8 @@ class SeedCNN(nn.Module):
     ----------
     n_classes
         Output classes.
-    n_mels
-        Mel bands of the input (kept for the registry signature; any height works).
+    n_rows
+        Feature rows of the input (``FeatureConfig.n_rows``; kept for the registry signature: any height works).
     channels
         Output channels of the conv blocks (3x3 kernels, 2x2 max-pool each).
     dropout
@@ -42,7 +42,7 @@ class SeedCNN(nn.Module):
         self,
         *,
         n_classes: int,
-        n_mels: int = 128,
+        n_rows: int = 128,
         channels: tuple[int, ...] = (16, 32, 64, 128),
         dropout: float = 0.25,
         dense: int = 128,
@@ -71,5 +71,5 @@ class SeedCNN(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(batch, 1, n_mels, frames)`` features in 0..1 -> ``(batch, n_classes)`` logits."""
+        """``(batch, 1, n_rows, frames)`` features in 0..1 -> ``(batch, n_classes)`` logits."""
         return self.head(self.pool(self.features(x)))

@@ -168,7 +168,7 @@ def _check_config_sections(config: Any, meta_path: Path) -> None:
     features from them, so a default would silently change what the model sees)."""
     import dataclasses
 
-    from cultural_music.config import _SECTIONS
+    from cultural_music.config import _SECTIONS, FIELDS_ADDED_LATER
 
     if not isinstance(config, dict):
         raise _bad(meta_path, "config", "an object with sections " + ", ".join(_SECTIONS), config)
@@ -177,7 +177,8 @@ def _check_config_sections(config: Any, meta_path: Path) -> None:
         if not isinstance(values, dict):
             raise _bad(meta_path, f"config.{name}", "an object (the section is missing)", values)
         if name in ("audio", "features"):
-            missing = [f.name for f in dataclasses.fields(section) if f.name not in values]
+            optional = FIELDS_ADDED_LATER.get(name, ())
+            missing = [f.name for f in dataclasses.fields(section) if f.name not in values and f.name not in optional]
             if missing:
                 raise ModelLoadError(f"{meta_path}: 'config.{name}' lacks {missing}; retrain, or restore the file")
 
@@ -208,7 +209,7 @@ def load_artifact(model_dir: str | Path) -> Artifact:
     except (CulturalMusicError, TypeError, ValueError) as err:
         raise ModelLoadError(f"{d / META_FILE}: 'config' is invalid ({err})") from err
     try:
-        model = build_model(meta["model"]["name"], n_classes=len(meta["classes"]), n_mels=config.features.n_mels,
+        model = build_model(meta["model"]["name"], n_classes=len(meta["classes"]), n_rows=config.features.n_rows,
                             **meta["model"].get("kwargs", {}))
         state = load_file(str(weights))
         model.load_state_dict(state, strict=True)

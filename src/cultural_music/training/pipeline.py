@@ -274,7 +274,7 @@ def _train_into(
     val_ds = ClipDataset(build_items(recordings, extracted, classes, "val"))
     log(f"training '{cfg.train.model}' on {len(train_ds)} clips, validating on {len(val_ds)} clips")
     torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg.train.model, n_classes=len(classes), n_mels=cfg.features.n_mels)
+    model = build_model(cfg.train.model, n_classes=len(classes), n_rows=cfg.features.n_rows)
     if backend == "ray" and cfg.train.optimizer == "lbfgs":
         # a full-batch L-BFGS head sees every clip on every rank: data parallelism would only repeat it
         log("the L-BFGS head trains here, in seconds; Ray did the feature extraction")
