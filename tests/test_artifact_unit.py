@@ -100,3 +100,18 @@ def test_a_newer_format_asks_for_an_upgrade(tmp_path):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ModelLoadError, match="upgrade"):
         read_meta(tmp_path / "m")
+
+
+def test_a_folder_written_before_the_pad_setting_loads_with_zero_padding(tmp_path):
+    """model.json without ``audio.pad`` predates repeat padding: it was trained on zero-padded
+    clips and must keep getting them (and the same feature cache key)."""
+    _save(tmp_path / "m")
+    meta_path = tmp_path / "m" / META_FILE
+    meta = json.loads(meta_path.read_text())
+    assert meta["config"]["audio"]["pad"] == TINY.audio.pad == "repeat"
+    del meta["config"]["audio"]["pad"]
+    meta_path.write_text(json.dumps(meta))
+    art = load_artifact(tmp_path / "m")
+    assert art.config.audio.pad == "zeros"
+    assert art.config.feature_key() != TINY.feature_key()
+    assert art.config.replace(audio={"pad": "repeat"}) == TINY

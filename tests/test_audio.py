@@ -12,12 +12,40 @@ from cultural_music.errors import AudioLoadError
 from conftest import tone, write
 
 
-def test_short_file_is_padded_to_one_clip(tmp_path: Path) -> None:
+def test_short_file_is_zero_padded_to_one_clip_with_pad_zeros(tmp_path: Path) -> None:
     p = write(tmp_path / "a.wav", tone(440, 0.3, 8000))
-    starts, clips = load_clips(p, AudioConfig(sample_rate=8000, clip_seconds=1.0))
+    starts, clips = load_clips(p, AudioConfig(sample_rate=8000, clip_seconds=1.0, pad="zeros"))
     assert clips.shape == (1, 8000) and clips.dtype == np.float32
     assert np.all(clips[0, 2400:] == 0) and np.abs(clips[0, :2400]).max() > 0.4
     assert starts.tolist() == [0.0]
+
+
+def test_short_file_is_repeated_to_fill_one_clip_by_default(tmp_path: Path) -> None:
+    p = write(tmp_path / "a.wav", tone(440, 0.3, 8000))
+    starts, clips = load_clips(p, AudioConfig(sample_rate=8000, clip_seconds=1.0))
+    assert AudioConfig().pad == "repeat"
+    assert clips.shape == (1, 8000) and clips.dtype == np.float32 and starts.tolist() == [0.0]
+    piece = clips[0, :2400]
+    assert np.abs(piece).max() > 0.4
+    for k in range(1, 3):  # two whole copies after the first, then a cut-short one
+        np.testing.assert_array_equal(clips[0, 2400 * k: 2400 * (k + 1)], piece)
+    np.testing.assert_array_equal(clips[0, 7200:], piece[:800])
+
+
+def test_kept_trailing_piece_is_repeated_too(tmp_path: Path) -> None:
+    p = write(tmp_path / "a.wav", tone(440, 1.7, 8000))
+    clips = load_clips(p, AudioConfig(sample_rate=8000, clip_seconds=1.0))[1]
+    assert clips.shape == (2, 8000)
+    tail = clips[1, :5600]
+    np.testing.assert_array_equal(clips[1, 5600:], tail[:2400])
+    assert np.all(load_clips(p, AudioConfig(sample_rate=8000, clip_seconds=1.0, pad="zeros"))[1][1, 5600:] == 0)
+
+
+def test_unknown_pad_mode_is_a_clear_error() -> None:
+    from cultural_music.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="'pad' parameter of AudioConfig must be one of"):
+        AudioConfig(pad="mirror")
 
 
 def test_long_file_cut_into_clips_last_piece_rule(tmp_path: Path) -> None:

@@ -84,12 +84,17 @@ def test_old_one_string_kind_still_loads() -> None:
 
 
 def test_feature_keys_are_those_of_existing_caches() -> None:
+    """Zero padding (every folder written before ``audio.pad``) keeps the old keys; repeat
+    padding, the new default, computes other features for short files, so it has its own."""
     for model, key in KEYS_33FBAE4.items():
-        assert default_config(model).feature_key() == key, model
+        zeros = default_config(model).replace(audio={"pad": "zeros"})
+        assert zeros.feature_key() == key, model
+        assert default_config(model).feature_key() != key, model
     # the same rule for other settings: the hash of the one-string form of the features
-    cfg = default_config("musicnn").replace(audio={"clip_seconds": 3.0}, features={"backbone": "MTT_musicnn"})
+    cfg = default_config("musicnn").replace(audio={"clip_seconds": 3.0, "pad": "zeros"}, features={"backbone": "MTT_musicnn"})
     old = {**OLD_EMBEDDING_FEATURES, "kind": "musicnn-embedding:MTT_musicnn"}
-    text = json.dumps({"audio": dataclasses.asdict(cfg.audio), "features": old}, sort_keys=True, default=str)
+    audio = {k: v for k, v in dataclasses.asdict(cfg.audio).items() if k != "pad"}
+    text = json.dumps({"audio": audio, "features": old}, sort_keys=True, default=str)
     assert cfg.feature_key() == hashlib.sha256(text.encode()).hexdigest()[:16]
     assert cfg.feature_key() != cfg.replace(features={"backbone": "MSD_musicnn"}).feature_key()
 

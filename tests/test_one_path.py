@@ -140,8 +140,6 @@ def test_silent_tail_never_outvotes_the_event(setup: dict[str, Path], clf: Class
     assert [(s.start, s.end) for s in short.timeline] == [(0.0, pytest.approx(1.0, abs=1e-3))]
 
 
-@pytest.mark.xfail(strict=True, reason="zero padding inside one window: a 1 s excerpt padded to a 5 s clip is "
-                   "called by its silence (docs/models.md, 'Files shorter than one clip'); needs repeat padding")
 def test_short_file_is_called_by_its_audio_not_its_padding(setup: dict[str, Path], clf: Classifier) -> None:
     assert clf.predict(setup["ext"] / "helicopter" / "short_1s.wav", threshold=0.0).label == "helicopter"
 

@@ -14,7 +14,15 @@ from typing import Any
 
 from cultural_music.errors import ParameterError, check_in_range, check_positive
 
-__all__ = ["AudioConfig", "FeatureConfig", "AugmentConfig", "TrainConfig", "Config", "n_patches", "FEATURE_KINDS", "FIELDS_ADDED_LATER", "LR_SCHEDULES", "CLASS_WEIGHTINGS", "OPTIMIZERS"]
+__all__ = ["AudioConfig", "FeatureConfig", "AugmentConfig", "TrainConfig", "Config", "n_patches", "FEATURE_KINDS", "SAVED_DEFAULTS", "PAD_MODES", "LR_SCHEDULES", "CLASS_WEIGHTINGS", "OPTIMIZERS"]
+
+
+PAD_MODES = ("repeat", "zeros")
+#: Settings added after model folders were first written, per section, with the value that
+#: reproduces what an older folder meant (``audio.pad``: it was trained on zero padding;
+#: ``features.backbone``: it was part of ``kind``, see :class:`FeatureConfig`);
+#: :meth:`Config.from_saved` fills them in.
+SAVED_DEFAULTS: dict[str, dict[str, Any]] = {"audio": {"pad": "zeros"}, "features": {"backbone": None}}
 
 
 @dataclass(frozen=True)
@@ -26,21 +34,29 @@ class AudioConfig:
     sample_rate
         Target sample rate in Hz; every file is resampled to it and mixed down to mono.
     clip_seconds
-        Length of one clip in seconds.  Shorter files are zero-padded at the end; longer files
-        are cut into several clips.
+        Length of one clip in seconds.  Longer files are cut into several clips; a shorter file,
+        and a kept trailing piece, is filled up to one clip as ``pad`` says.
     min_last_clip_fraction
         A trailing piece shorter than this fraction of a clip is dropped (unless it is the only
         piece of the file); longer pieces are padded and kept.
+    pad
+        How a piece shorter than one clip is filled: ``"repeat"`` (default) plays it again and
+        again until the clip is full, so a 1 s event in a 5 s clip is five copies of the event and
+        no silence; ``"zeros"`` appends silence (model folders written before this setting existed
+        load with ``"zeros"``, the features they were trained on).
     """
 
     sample_rate: int = 22050
     clip_seconds: float = 30.0
     min_last_clip_fraction: float = 0.5
+    pad: str = "repeat"
 
     def __post_init__(self) -> None:
         check_in_range("sample_rate", "AudioConfig", self.sample_rate, 1000, 384000)
         check_positive("clip_seconds", "AudioConfig", self.clip_seconds)
         check_in_range("min_last_clip_fraction", "AudioConfig", self.min_last_clip_fraction, 0.0, 1.0)
+        if self.pad not in PAD_MODES:
+            raise ParameterError(f"The 'pad' parameter of AudioConfig must be one of {list(PAD_MODES)}. Got {self.pad!r} instead.")
 
     @property
     def clip_samples(self) -> int:
@@ -153,11 +169,6 @@ class FeatureConfig:
         if self.backbone is not None:
             fields.update(kind=f"{self.kind}:{self.backbone}", n_mels=self.n_rows)
         return fields
-
-
-#: fields that model folders written by earlier versions lack, per section; their default is what
-#: those versions meant (``backbone``: it was part of ``kind``, see :class:`FeatureConfig`)
-FIELDS_ADDED_LATER: dict[str, tuple[str, ...]] = {"features": ("backbone",)}
 
 
 def _split_kind(kind: str) -> tuple[str, str | None]:
@@ -356,6 +367,18 @@ class Config:
             parts[name] = section(**values)
         return cls(**parts)
 
+    @classmethod
+    def from_saved(cls, data: dict[str, Any]) -> "Config":
+        """:meth:`from_dict` for a config stored in a model folder: a setting the folder predates
+        takes the value it was trained with (:data:`SAVED_DEFAULTS`), not today's default."""
+        if not isinstance(data, dict):
+            return cls.from_dict(data)
+        filled = dict(data)
+        for name, olds in SAVED_DEFAULTS.items():
+            if isinstance(filled.get(name), dict):
+                filled[name] = {**olds, **filled[name]}
+        return cls.from_dict(filled)
+
     def replace(self, **sections: Any) -> "Config":
         """A copy with some sections' fields replaced: ``cfg.replace(train={"epochs": 3})``."""
         parts = {}
@@ -367,7 +390,10 @@ class Config:
 
     def feature_key(self) -> str:
         """Short hash of the audio + feature settings: the cache key part for features."""
-        return _hash({"audio": dataclasses.asdict(self.audio), "features": self.features.key_fields()})
+        audio = dataclasses.asdict(self.audio)
+        if audio["pad"] == "zeros":  # the features cached before the setting existed: same key
+            del audio["pad"]
+        return _hash({"audio": audio, "features": self.features.key_fields()})
 
     def augment_key(self) -> str:
         """Short hash of the augmentation settings plus the seed (augmented-variant cache key)."""

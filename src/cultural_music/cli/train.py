@@ -22,6 +22,7 @@ DEFAULT_MODEL = "musicnn"
 _FIELDS: dict[str, tuple[str, str]] = {
     "duration": ("audio", "clip_seconds"),
     "sample_rate": ("audio", "sample_rate"),
+    "pad": ("audio", "pad"),
     "n_mels": ("features", "n_mels"),
     "augment_variants": ("augment", "n_variants"),
     "spec_mask_p": ("augment", "spec_mask_p"),
@@ -101,6 +102,8 @@ _MODEL_OPTIONS = [
     click.option("--augment-variants", type=click.IntRange(0, 64), default=None, help="Augmented copies per training clip (cached) [default: 2]."),
     click.option("--spec-mask-p", type=click.FloatRange(0, 1), default=None, help="SpecAugment masking probability [default: the model's]."),
     click.option("--n-mels", type=click.IntRange(8, 512), default=None, help="Mel bands of log-mel models [default: 128]."),
+    click.option("--pad", type=click.Choice(["repeat", "zeros"]), default=None,
+                 help="How a file shorter than one clip is filled: its audio repeated, or silence [default: repeat]."),
 ]
 
 

@@ -167,8 +167,9 @@ def iter_clips(
     Yields
     ------
     (start_seconds, clip)
-        ``clip`` is float32 ``(cfg.clip_samples,)``; the last one is zero-padded at the end.
-        A file shorter than one clip yields exactly one padded clip.
+        ``clip`` is float32 ``(cfg.clip_samples,)``.  A file shorter than one clip yields exactly
+        one clip; it, and a kept trailing piece, is filled to a whole clip as ``cfg.pad`` says
+        (:func:`fill_clip`).
     """
     size = cfg.clip_samples
     hop = size if hop_seconds is None else max(1, int(round(hop_seconds * cfg.sample_rate)))
@@ -187,12 +188,20 @@ def iter_clips(
     rest = len(buf)
     covered_to = (n_yielded - 1) * hop + size if n_yielded else 0
     if rest > 0 and (n_yielded == 0 or (start + rest > covered_to and rest >= cfg.min_last_clip_fraction * size)):
-        clip = np.zeros(size, dtype=np.float32)
-        clip[:rest] = buf
-        yield start / cfg.sample_rate, clip
+        yield start / cfg.sample_rate, fill_clip(buf, size, cfg.pad)
         n_yielded += 1
     if not allow_silent and peak == 0.0:
         raise AudioLoadError(path, "silent: every sample is zero")
+
+
+def fill_clip(piece: np.ndarray, size: int, pad: str) -> np.ndarray:
+    """``piece`` (samples,) filled up to float32 ``(size,)``: ``"repeat"`` tiles it end to end
+    (the last copy cut short), ``"zeros"`` appends silence."""
+    if pad == "repeat" and len(piece):
+        return np.resize(piece, size).astype(np.float32, copy=False)
+    clip = np.zeros(size, dtype=np.float32)
+    clip[: len(piece)] = piece
+    return clip
 
 
 def load_clips(path: str | Path, cfg: AudioConfig, *, hop_seconds: float | None = None) -> tuple[np.ndarray, np.ndarray]:

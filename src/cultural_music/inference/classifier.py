@@ -3,7 +3,7 @@
 A file is read as a stream of windows, each one model clip long (settings come from the model
 folder, never from the caller), starting every ``hop_seconds``.  The default hop is one clip:
 the windows are then exactly the clips training and ``evaluate`` cut and cache (same trailing-
-piece rule, a file shorter than a clip is one zero-padded window), so ``predict`` answers what
+piece rule, a file shorter than a clip is one window filled as ``audio.pad`` says), so ``predict`` answers what
 ``evaluate`` scores.  Each window gets class probabilities; the file's probabilities are their
 mean weighted by the seconds of real audio each window holds
 (:func:`~cultural_music.inference.timeline.recording_probabilities`, shared with ``evaluate``), and a

@@ -48,7 +48,7 @@ class OnnxClassifier(WindowClassifier):
 
     def __init__(self, session: Any, *, directory: str | Path, meta: dict[str, Any]) -> None:
         try:
-            config = Config.from_dict(meta["config"])
+            config = Config.from_saved(meta["config"])
         except CulturalMusicError as err:
             raise ModelLoadError(f"{Path(directory) / 'model.json'}: bad config ({err})") from err
         super().__init__(directory=directory, meta=meta, config=config)

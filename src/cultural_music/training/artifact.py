@@ -168,7 +168,7 @@ def _check_config_sections(config: Any, meta_path: Path) -> None:
     features from them, so a default would silently change what the model sees)."""
     import dataclasses
 
-    from cultural_music.config import _SECTIONS, FIELDS_ADDED_LATER
+    from cultural_music.config import _SECTIONS, SAVED_DEFAULTS
 
     if not isinstance(config, dict):
         raise _bad(meta_path, "config", "an object with sections " + ", ".join(_SECTIONS), config)
@@ -177,8 +177,8 @@ def _check_config_sections(config: Any, meta_path: Path) -> None:
         if not isinstance(values, dict):
             raise _bad(meta_path, f"config.{name}", "an object (the section is missing)", values)
         if name in ("audio", "features"):
-            optional = FIELDS_ADDED_LATER.get(name, ())
-            missing = [f.name for f in dataclasses.fields(section) if f.name not in values and f.name not in optional]
+            missing = [f.name for f in dataclasses.fields(section)
+                       if f.name not in values and f.name not in SAVED_DEFAULTS.get(name, {})]
             if missing:
                 raise ModelLoadError(f"{meta_path}: 'config.{name}' lacks {missing}; retrain, or restore the file")
 
@@ -205,7 +205,7 @@ def load_artifact(model_dir: str | Path) -> Artifact:
     if _sha256(weights) != meta["weights_sha256"]:
         raise ModelLoadError(f"{weights}: checksum does not match model.json (file edited or corrupted)")
     try:
-        config = Config.from_dict(meta["config"])
+        config = Config.from_saved(meta["config"])
     except (CulturalMusicError, TypeError, ValueError) as err:
         raise ModelLoadError(f"{d / META_FILE}: 'config' is invalid ({err})") from err
     try:
