@@ -255,24 +255,35 @@ def table(root: Path) -> str:
     return "\n".join(lines)
 
 
-def compare(root: Path, *, default: str = "musicnn", margin: float = 0.01) -> str:
-    """Markdown: per protocol (data, folds, val, duration, subsample) the recording macro-F1 of
-    the ``default`` model and of the baseline, and whether default >= baseline - ``margin``."""
-    rows: dict[tuple, dict[str, dict[str, Any]]] = defaultdict(dict)
+def protocols(root: Path, models: tuple[str, ...]) -> dict[tuple, dict[str, dict[str, float]]]:
+    """``protocol -> model -> {fold: recording macro-F1}`` of the experiments under ``root`` whose
+    model is one of ``models`` (a protocol: data folder, fold column, val, clip seconds, subsample)."""
+    rows: dict[tuple, dict[str, dict[str, float]]] = defaultdict(dict)
     for d in sorted(x for x in root.iterdir() if (x / "config.json").is_file() and list(x.glob("fold-*/fold.json"))):
         c = json.loads((d / "config.json").read_text())
-        if c.get("model") not in (default, BASELINE) or c["config"]["train"]["model"] != default:
+        model = c.get("model", c["config"]["train"]["model"])  # config.json files of older runs lack "model"
+        if model not in models:
             continue
-        key = (Path(c["data"]).name, c["fold_column"], c["val"], c.get("duration"), tuple(c.get("subsample") or ()), c.get("subsample_seed"))
-        rows[key][c["model"]] = summarise(d)
+        key = (Path(c["data"]).name, c["fold_column"], c["val"], c["config"]["audio"]["clip_seconds"],
+               tuple(c.get("subsample") or ()), c.get("subsample_seed") or 0)
+        folds = [json.loads(p.read_text()) for p in sorted(d.glob("fold-*/fold.json"))]
+        rows[key][model] = {r["fold"]: float(r["rec_macro_f1"]) for r in folds}
+    return dict(rows)
+
+
+def compare(root: Path, *, default: str = "musicnn", margin: float = 0.01) -> str:
+    """Markdown: per protocol the recording macro-F1 (mean ± std over the folds both finished)
+    of the ``default`` model and of the baseline, and whether default >= baseline - ``margin``."""
     lines = [f"| data | folds | subsample | {default} rec. macro-F1 | {BASELINE} rec. macro-F1 | difference | default >= baseline - {margin} |",
              "|---|---|---|---|---|---|---|"]
-    for key, pair in sorted(rows.items(), key=lambda kv: str(kv[0])):
-        f = lambda s: f"{s['rec_macro_f1']['mean']:.3f} ± {s['rec_macro_f1']['std']:.3f} ({s['folds']})" if s else ""  # noqa: E731
-        a, b = pair.get(default), pair.get(BASELINE)
-        diff = a["rec_macro_f1"]["mean"] - b["rec_macro_f1"]["mean"] if a and b else None
+    for key, pair in sorted(protocols(root, (default, BASELINE)).items(), key=lambda kv: str(kv[0])):
+        a, b = pair.get(default, {}), pair.get(BASELINE, {})
+        common = sorted(set(a) & set(b)) if a and b else sorted(a or b)
+        va, vb = (np.array([m[f] for f in common]) if m else None for m in (a, b))
+        f = lambda v: f"{v.mean():.3f} ± {v.std():.3f}" if v is not None else ""  # noqa: E731
+        diff = float(va.mean() - vb.mean()) if va is not None and vb is not None else None
         verdict = "" if diff is None else ("yes" if diff >= -margin else "**no**")
-        lines.append(f"| {key[0]} | {key[1]} | {','.join(map(str, key[4])) or 'all'} | {f(a)} | {f(b)} | "
+        lines.append(f"| {key[0]} | {key[1]} ({len(common)}) | {','.join(map(str, key[4])) or 'all'} | {f(va)} | {f(vb)} | "
                      f"{'' if diff is None else f'{diff:+.3f}'} | {verdict} |")
     return "\n".join(lines)
 

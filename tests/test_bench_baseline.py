@@ -118,3 +118,25 @@ def test_subsample_follows_the_ladder_spread_over_folds(seed):
     assert baseline.subsample(items, [5, 10, 20, 40, 80], seed=seed + 7)[0] != kept
     capped = baseline.subsample(items, [50, 500], seed=seed)[1]
     assert sorted(capped.values()) == [50] + [120] * 5
+
+
+def test_compare_pairs_the_rows_on_the_folds_both_finished(tmp_path):
+    import json
+
+    def experiment(name, model, scores, subsample=None):
+        d = tmp_path / name
+        cfg = {"train": {"model": "musicnn"}, "audio": {"clip_seconds": 1.0}}
+        (d).mkdir()
+        (d / "config.json").write_text(json.dumps({"config": cfg, "model": model, "data": "/d/fsdd", "fold_column": "group",
+                                                   "val": "next-fold", "subsample": subsample, "subsample_seed": 0}))
+        for fold, f1 in scores.items():
+            (d / f"fold-{fold}").mkdir()
+            (d / f"fold-{fold}" / "fold.json").write_text(json.dumps({"fold": fold, "rec_macro_f1": f1}))
+
+    experiment("a", "musicnn", {"1": 0.80, "2": 0.90})
+    experiment("b", accuracy.BASELINE, {"1": 0.85})
+    experiment("c", "musicnn", {"1": 0.70}, subsample=[5, 10])
+    experiment("d", accuracy.BASELINE, {"1": 0.705}, subsample=[5, 10])
+    lines = accuracy.compare(tmp_path).splitlines()[2:]
+    assert lines == ["| fsdd | group (1) | all | 0.800 ± 0.000 | 0.850 ± 0.000 | -0.050 | **no** |",
+                     "| fsdd | group (1) | 5,10 | 0.700 ± 0.000 | 0.705 ± 0.000 | -0.005 | yes |"]
