@@ -140,3 +140,13 @@ def test_compare_pairs_the_rows_on_the_folds_both_finished(tmp_path):
     lines = accuracy.compare(tmp_path).splitlines()[2:]
     assert lines == ["| fsdd | group (1) | all | 0.800 ± 0.000 | 0.850 ± 0.000 | -0.050 | **no** |",
                      "| fsdd | group (1) | 5,10 | 0.700 ± 0.000 | 0.705 ± 0.000 | -0.005 | yes |"]
+
+
+def test_train_only_fit_leaves_out_validation(tmp_path, monkeypatch):
+    recs, extracted = _fold_data(tmp_path)
+    index = {i: r for i, r in enumerate(recs)}
+    refit = []
+    real_fit = baseline.fit
+    monkeypatch.setattr(accuracy, "fit", lambda x, y, c, w: refit.append({index[int(round(v))].split for v in x[:, 0]}) or real_fit(x, y, c, w))
+    out = accuracy.baseline_fold(recs, extracted, fit_on=("train",))
+    assert refit == [{"train"}] and out["n_train"] == 15
