@@ -8,13 +8,25 @@ rest.  Every fold's model folder, ``metrics.json`` and a ``summary.json`` (mean 
 clip- and recording-level macro-F1 and accuracy, wall times) go under ``--out``; finished folds
 are skipped when the command is run again.
 
+``--model sklearn-logreg`` (issue 16) is the baseline the default must beat: StandardScaler +
+scikit-learn LogisticRegression on the default ``musicnn`` head's cached embeddings, pooled per
+recording (mean + max over all its patches), C and class weight chosen by an inner GroupKFold on
+the training side, refitted on train + val (``bench/baseline.py``).  ``--subsample 5,10,20,...``
+is the unbalanced protocol: a seeded subset of every class (sizes from the ladder, capped), the
+same for every fold and model.  ``--compare`` prints default vs baseline per protocol.
+
 Examples (CPU, 2 cores; features cached in --cache-dir and shared by all runs)::
 
     python bench/accuracy.py esc10-musicnn --data ../shared/data/esc10 --fold-column fold \\
         --duration 5 --model musicnn
     python bench/accuracy.py fsdd-res-cnn --data ../shared/data/fsdd --val next-fold \\
         --duration 1 --model res-cnn --set train.epochs=30
+    python bench/accuracy.py fsdd-sklearn-logreg --data ../shared/data/fsdd --val next-fold \\
+        --duration 1 --model sklearn-logreg
+    python bench/accuracy.py fsdd-unbal-musicnn --data ../shared/data/fsdd --val next-fold \\
+        --duration 1 --model musicnn --subsample 5,10,20,40,80,160,320
     python bench/accuracy.py --table      # Markdown table of every summary under --root
+    python bench/accuracy.py --compare    # musicnn vs sklearn-logreg on each protocol
 """
 
 from __future__ import annotations
@@ -24,10 +36,12 @@ import csv
 import json
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from baseline import choose, fit, pool_recording, predict_proba, subsample
 
 from cultural_music.atomic import atomic_write_json
 from cultural_music.config import Config
@@ -35,6 +49,7 @@ from cultural_music.data.dataset import Recording
 from cultural_music.models import check_config, default_config
 
 CACHE = Path("/tmp/cm_cache")
+BASELINE = "sklearn-logreg"  #: --model of the scikit-learn baseline (bench/baseline.py)
 
 
 def read_folds(groups_csv: Path, column: str) -> dict[str, str]:
@@ -84,21 +99,48 @@ def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
     return dict(out)
 
 
-def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
-    from cultural_music.evaluation.evaluate import evaluate_model
-    from cultural_music.training.pipeline import run_training
-
-    data = Path(args.data).resolve()
-    groups_csv = data / "groups.csv"
-    folds = read_folds(groups_csv, args.fold_column)
-    cfg = default_config(args.model, Config()).replace(audio={"clip_seconds": args.duration})
+def experiment_config(args: argparse.Namespace) -> Config:
+    """The run's config: the model's own settings (``sklearn-logreg``: the default ``musicnn``
+    head's, so it reads the very same cached embeddings), ``--duration`` and ``--set``."""
+    model = "musicnn" if args.model == BASELINE else args.model
+    cfg = default_config(model, Config()).replace(audio={"clip_seconds": args.duration})
     sets = parse_set(args.set)
     if sets:
         cfg = cfg.replace(**sets)
     check_config(cfg)
+    return cfg
+
+
+def fold_split(folds: dict[str, str], fold: str, args: argparse.Namespace, cfg: Config
+               ) -> Callable[[list[Recording]], list[Recording]]:
+    """``recordings -> recordings with split set`` for one test fold: the ``--subsample`` subset
+    (the same for every fold and every model), then :func:`assign`."""
+
+    def split(recs: list[Recording]) -> list[Recording]:
+        if args.subsample:
+            keep, _ = subsample_recordings(recs, folds, args)
+            recs = [r for r in recs if r.rel_path in keep]
+        return assign(recs, folds, fold, val=args.val, seed=cfg.train.seed, val_fraction=cfg.train.val_fraction)
+
+    return split
+
+
+def subsample_recordings(recs: list[Recording], folds: dict[str, str], args: argparse.Namespace) -> tuple[set[str], dict[str, int]]:
+    """The unbalanced protocol's kept paths and per-class counts (``bench/baseline.subsample``)."""
+    return subsample([(r.rel_path, r.label, folds[r.rel_path]) for r in recs], args.subsample, seed=args.subsample_seed)
+
+
+def start_experiment(args: argparse.Namespace) -> tuple[Path, dict[str, str], Config, Path, list[str], Callable[[str], None]]:
+    """Common set-up: data folder, folds, config, output folder (``config.json``), folds to run, log."""
+    data = Path(args.data).resolve()
+    folds = read_folds(data / "groups.csv", args.fold_column)
+    cfg = experiment_config(args)
     out = args.root / args.name
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", {"config": cfg.to_dict(), "data": str(data), "fold_column": args.fold_column, "val": args.val})
+    atomic_write_json(out / "config.json", {"config": cfg.to_dict(), "model": args.model, "data": str(data),
+                                            "fold_column": args.fold_column, "val": args.val, "duration": args.duration,
+                                            "subsample": args.subsample, "subsample_seed": args.subsample_seed,
+                                            "baseline_fit": args.baseline_fit if args.model == BASELINE else None})
     fold_ids = sorted(set(folds.values()), key=lambda f: (len(f), f))
     if args.folds:
         fold_ids = [f for f in fold_ids if f in args.folds.split(",")]
@@ -108,15 +150,25 @@ def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
         logf.write(msg + "\n")
         logf.flush()
 
+    return data, folds, cfg, out, fold_ids, log
+
+
+def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
+    """Every fold of one experiment (finished folds skipped); returns :func:`summarise`."""
+    from cultural_music.evaluation.evaluate import evaluate_model
+    from cultural_music.training.pipeline import run_training
+
+    if args.model == BASELINE:
+        return run_baseline(args)
+    data, folds, cfg, out, fold_ids, log = start_experiment(args)
     for fold in fold_ids:
         fdir = out / f"fold-{fold}"
         if (fdir / "fold.json").is_file():
             continue
         log(f"=== fold {fold}")
         t0 = time.perf_counter()
-        run = run_training(data, fdir, cfg, groups_csv=groups_csv, cache_dir=args.cache_dir, workers=args.workers,
-                           assign_split=lambda recs, f=fold: assign(recs, folds, f, val=args.val, seed=cfg.train.seed, val_fraction=cfg.train.val_fraction),
-                           progress=False, log=log)
+        run = run_training(data, fdir, cfg, groups_csv=data / "groups.csv", cache_dir=args.cache_dir, workers=args.workers,
+                           assign_split=fold_split(folds, fold, args, cfg), progress=False, log=log)
         wall = time.perf_counter() - t0
         m = evaluate_model(fdir, cache_dir=args.cache_dir, workers=args.workers, progress=False, plots=False, log=log)
         rec = {
@@ -129,6 +181,58 @@ def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
         log(json.dumps(rec))
         (fdir / "model.safetensors").unlink(missing_ok=True) if args.drop_weights else None
     return summarise(out)
+
+
+def run_baseline(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``sklearn-logreg`` row: every fold of :func:`baseline_fold` on the default head's
+    cached embeddings, the same recordings, folds and split assignment as the other rows."""
+    from cultural_music.features.cache import FeatureCache
+    from cultural_music.training.pipeline import usable_recordings
+
+    data, folds, cfg, out, fold_ids, log = start_experiment(args)
+    _, usable, extracted = usable_recordings(data, cfg, FeatureCache(args.cache_dir), groups_csv=data / "groups.csv",
+                                             workers=args.workers, progress=False, log=log)
+    for fold in fold_ids:
+        fdir = out / f"fold-{fold}"
+        if (fdir / "fold.json").is_file():
+            continue
+        log(f"=== fold {fold}")
+        t0 = time.perf_counter()
+        recs = fold_split(folds, fold, args, cfg)(usable)
+        rec = {"fold": fold, **baseline_fold(recs, extracted, fit_on=tuple(args.baseline_fit.split("+"))), "run_seconds": time.perf_counter() - t0}
+        fdir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(fdir / "fold.json", rec)
+        log(json.dumps(rec))
+    return summarise(out)
+
+
+def baseline_fold(recs: list[Recording], extracted: Any, *, fit_on: tuple[str, ...] = ("train", "val")) -> dict[str, Any]:
+    """Fit the baseline on the fold's ``fit_on`` recordings (default train + val; C and class
+    weight by inner group-aware CV there, never on the test fold), score its test recordings and clips with ``classification_metrics``."""
+    from cultural_music.metrics.classification import classification_metrics
+
+    classes = sorted({r.label for r in recs})
+    index = {c: i for i, c in enumerate(classes)}
+    train = [r for r in recs if r.split in fit_on]
+    test = [r for r in recs if r.split == "test"]
+    emb = {r.rel_path: np.load(extracted.entries[r.rel_path].clean_path) for r in recs}
+    x = np.stack([pool_recording(emb[r.rel_path]) for r in train])
+    y = np.array([index[r.label] for r in train])
+    t0 = time.perf_counter()
+    choice = choose(x, y, [r.group for r in train], len(classes))
+    model = fit(x, y, choice.c, choice.weight)
+    seconds = time.perf_counter() - t0
+    y_rec = np.array([index[r.label] for r in test])
+    m_rec = classification_metrics(y_rec, predict_proba(model, np.stack([pool_recording(emb[r.rel_path]) for r in test]), len(classes)), classes)
+    clips = [(index[r.label], pool_recording(e[None])) for r in test for e in emb[r.rel_path]]
+    m_clip = classification_metrics(np.array([c[0] for c in clips]), predict_proba(model, np.stack([c[1] for c in clips]), len(classes)), classes)
+    return {
+        "clip_macro_f1": m_clip["macro_f1"], "clip_accuracy": m_clip["accuracy"],
+        "rec_macro_f1": m_rec["macro_f1"], "rec_accuracy": m_rec["accuracy"], "n_test": m_rec["n"], "n_test_clips": len(clips),
+        "n_train": len(train), "best_epoch": None, "epochs": 1, "train_seconds": seconds,
+        "C": choice.c, "class_weight": choice.weight or "none", "inner_splits": choice.n_splits,
+        "inner_macro_f1": [{"C": c, "class_weight": w or "none", "macro_f1": f} for (c, w), f in choice.scores.items()],
+    }
 
 
 def summarise(out: Path) -> dict[str, Any]:
@@ -152,21 +256,60 @@ def table(root: Path) -> str:
     return "\n".join(lines)
 
 
+def protocols(root: Path, models: tuple[str, ...]) -> dict[tuple, dict[str, dict[str, float]]]:
+    """``protocol -> model -> {fold: recording macro-F1}`` of the experiments under ``root`` whose
+    model is one of ``models`` (a protocol: data folder, fold column, val, clip seconds, subsample)."""
+    rows: dict[tuple, dict[str, dict[str, float]]] = defaultdict(dict)
+    for d in sorted(x for x in root.iterdir() if (x / "config.json").is_file() and list(x.glob("fold-*/fold.json"))):
+        c = json.loads((d / "config.json").read_text())
+        model = c.get("model", c["config"]["train"]["model"])  # config.json files of older runs lack "model"
+        if model not in models or (c.get("baseline_fit") or "train+val") != "train+val":
+            continue  # the train-only baseline is a diagnostic (--table), not the row the default must beat
+        key = (Path(c["data"]).name, c["fold_column"], c["val"], c["config"]["audio"]["clip_seconds"],
+               tuple(c.get("subsample") or ()), c.get("subsample_seed") or 0)
+        folds = [json.loads(p.read_text()) for p in sorted(d.glob("fold-*/fold.json"))]
+        rows[key][model] = {r["fold"]: float(r["rec_macro_f1"]) for r in folds}
+    return dict(rows)
+
+
+def compare(root: Path, *, default: str = "musicnn", margin: float = 0.01) -> str:
+    """Markdown: per protocol the recording macro-F1 (mean ± std over the folds both finished)
+    of the ``default`` model and of the baseline, and whether default >= baseline - ``margin``."""
+    lines = [f"| data | folds | subsample | {default} rec. macro-F1 | {BASELINE} rec. macro-F1 | difference | default >= baseline - {margin} |",
+             "|---|---|---|---|---|---|---|"]
+    for key, pair in sorted(protocols(root, (default, BASELINE)).items(), key=lambda kv: str(kv[0])):
+        a, b = pair.get(default, {}), pair.get(BASELINE, {})
+        common = sorted(set(a) & set(b)) if a and b else sorted(a or b)
+        va, vb = (np.array([m[f] for f in common]) if m else None for m in (a, b))
+        f = lambda v: f"{v.mean():.3f} ± {v.std():.3f}" if v is not None else ""  # noqa: E731
+        diff = float(va.mean() - vb.mean()) if va is not None and vb is not None else None
+        verdict = "" if diff is None else ("yes" if diff >= -margin else "**no**")
+        lines.append(f"| {key[0]} | {key[1]} ({len(common)}) | {','.join(map(str, key[4])) or 'all'} | {f(va)} | {f(vb)} | "
+                     f"{'' if diff is None else f'{diff:+.3f}'} | {verdict} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("name", nargs="?", help="experiment name (folder under --root)")
     ap.add_argument("--data", help="data folder with groups.csv")
-    ap.add_argument("--model", default="seed-cnn")
+    ap.add_argument("--model", default="seed-cnn", help=f"a model of the package, or {BASELINE!r} (bench/baseline.py)")
     ap.add_argument("--duration", type=float, default=5.0, help="clip length in seconds")
     ap.add_argument("--fold-column", default="group", help="groups.csv column that defines the folds")
     ap.add_argument("--folds", default="", help="comma-separated subset of folds to run")
     ap.add_argument("--val", choices=("groups", "next-fold"), default="groups")
+    ap.add_argument("--subsample", type=lambda v: [int(x) for x in v.split(",")], default=None, metavar="5,10,20,...",
+                    help="unbalanced protocol: keep a seeded subset, class sizes from this ladder (capped; the last repeats)")
+    ap.add_argument("--baseline-fit", choices=("train+val", "train"), default="train+val",
+                    help=f"{BASELINE}: the recordings it is tuned and fitted on (train = what the default head trains on)")
+    ap.add_argument("--subsample-seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], help="config override section.field=value (repeatable)")
     ap.add_argument("--root", type=Path, default=Path("/tmp/cm_bench"))
     ap.add_argument("--cache-dir", type=Path, default=CACHE)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--drop-weights", action="store_true", help="delete each fold's weights after evaluation")
     ap.add_argument("--table", action="store_true", help="print the Markdown table of all experiments and exit")
+    ap.add_argument("--compare", action="store_true", help="print musicnn vs sklearn-logreg per protocol and exit")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared, busy machine)")
     args = ap.parse_args()
     import torch
@@ -175,6 +318,9 @@ def main() -> None:
     torch.set_num_threads = lambda n: None  # keep it: the pipeline would set one per core
     if args.table:
         print(table(args.root))
+        return
+    if args.compare:
+        print(compare(args.root))
         return
     s = run_experiment(args)
     print(json.dumps({k: v for k, v in s.items() if k != "per_fold"}, indent=1))
