@@ -113,3 +113,34 @@ def test_ray_runner_trains_an_lbfgs_head_here_without_joining_ray() -> None:
                        checkpoint_dir="ck", log=said.append)
     assert got == (("model", "train", "val", SimpleNamespace(optimizer="lbfgs")), {"log": said.append, "checkpoint_dir": "ck"})
     assert "L-BFGS head trains here" in said[0] and runner._workers is None  # Ray never joined
+
+
+def test_uncertain_threshold_is_fitted_on_what_predict_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The validation recordings' probabilities are weighted by real audio, as predict's: a
+    trailing clip holding 0.1 s of audio does not count as much as a full one."""
+    import numpy as np
+
+    from cultural_music.features.cache import FeatureEntry
+    from cultural_music.features.extract import ExtractResult
+    from cultural_music.metrics.recording import recordings_from_clips
+    from cultural_music.training.clip_dataset import ClipItem
+
+    items = [ClipItem(Path("x.npy"), 0, 0, "a/x.wav"), ClipItem(Path("x.npy"), 1, 0, "a/x.wav"),
+             ClipItem(Path("y.npy"), 0, 1, "b/y.wav")]
+    val_ds = SimpleNamespace(items=items, labels=np.array([0, 0, 1]))
+    logits = np.array([[4.0, 0.0], [0.0, 4.0], [0.0, 4.0]], dtype=np.float32)
+    monkeypatch.setattr("cultural_music.training.loop.predict_logits", lambda model, ds: logits)
+    seen = {}
+    monkeypatch.setattr("cultural_music.metrics.uncertainty.fit_threshold",
+                        lambda p, y: seen.update(p=p, y=y) or {"threshold": 0.5})
+    extracted = ExtractResult({"a/x.wav": FeatureEntry("a/x.wav", "s1", 2, 1.1, Path("x.npy")),
+                               "b/y.wav": FeatureEntry("b/y.wav", "s2", 1, 1.0, Path("y.npy"))})
+    cfg = CFG  # 1 s clips at 8 kHz
+    out = pipeline.fit_on_validation(None, val_ds, extracted, cfg)
+    from cultural_music.metrics.classification import softmax
+
+    proba = softmax(logits, out["calibration"]["temperature"])
+    _, want = recordings_from_clips(["a/x.wav", "a/x.wav", "b/y.wav"], proba, {"a/x.wav": 1.1, "b/y.wav": 1.0}, window=1.0,
+                                    clip_samples=8000, sample_rate=8000)
+    np.testing.assert_allclose(seen["p"], want, rtol=1e-6)
+    assert seen["p"][0, 0] > proba[:2, 0].mean() + 0.1 and list(seen["y"]) == [0, 1]

@@ -2,7 +2,7 @@
 
 Metrics are computed at two levels: clip (each fixed-length cached clip) and recording (a file's
 clip probabilities averaged, weighted by the seconds of real audio each clip holds, by
-:func:`~cultural_music.inference.timeline.recording_probabilities`: the very function ``predict`` calls on
+:func:`~cultural_music.metrics.recording.recording_probabilities`: the very function ``predict`` calls on
 the same windows, so the recording level is what a user gets from ``predict``).  The top-level
 ``accuracy`` / ``macro_f1`` / ``n`` of ``metrics.json`` are the recording-level ones.
 
@@ -32,7 +32,7 @@ from cultural_music.data.dataset import Recording, read_split_csv, scan_folder
 from cultural_music.errors import DatasetError
 from cultural_music.features.extract import default_workers, extract_features
 from cultural_music.metrics.classification import classification_metrics, softmax
-from cultural_music.inference.timeline import recordings_from_clips
+from cultural_music.metrics.recording import recordings_from_clips
 from cultural_music.training.loop import predict_logits
 
 __all__ = ["Evaluation", "evaluate_model", "run_evaluation", "evaluate_recordings", "clip_and_recording_probabilities", "prediction_rows",
@@ -68,7 +68,7 @@ def clip_and_recording_probabilities(art: Artifact, recordings: list[Recording],
     the model's calibration temperature), ``clip_proba_raw`` (temperature 1), ``clip_true
     (n_clips,)``, ``rec_paths``, ``rec_proba (n_recs, k)``, ``rec_proba_raw``, ``rec_true
     (n_recs,)`` and ``temperature``.  Recording probabilities come from the clips exactly as
-    ``predict`` makes them from its windows (:func:`~cultural_music.inference.timeline.recordings_from_clips`).
+    ``predict`` makes them from its windows (:func:`~cultural_music.metrics.recording.recordings_from_clips`).
     """
     items = build_items(recordings, extracted, art.classes, split)
     ds = ClipDataset(items)

@@ -287,7 +287,7 @@ def _fit_into(out: Path, ckpt_dir: Path, prepared: PreparedData, assign_split: A
             "settings": applicable_settings(cfg),
             "data": _data_summary(prepared.scan.root, skipped, recordings, extracted),
             "split_sha256": file_sha256(out / SPLIT_FILE),
-            **fit_on_validation(model, val_ds),
+            **fit_on_validation(model, val_ds, extracted, cfg),
         },
     )
     from cultural_music.metrics.plots import plot_history
@@ -307,21 +307,25 @@ def _training_summary(result: Any) -> dict[str, Any]:
             "stopped_early": result.stopped_early}
 
 
-def fit_on_validation(model: torch.nn.Module, val_ds: ClipDataset) -> dict[str, Any]:
+def fit_on_validation(model: torch.nn.Module, val_ds: ClipDataset, extracted: ExtractResult, cfg: Config) -> dict[str, Any]:
     """Settings fitted on the validation split after training: calibration, then the
-    "uncertain" threshold on calibrated recording-level probabilities."""
+    "uncertain" threshold on calibrated recording-level probabilities, made from the clips by
+    :func:`~cultural_music.metrics.recording.recordings_from_clips` (weighted by real audio,
+    exactly as ``predict`` and ``evaluate`` make them; ``extracted`` gives the durations)."""
     from cultural_music.metrics.calibration import fit_temperature
     from cultural_music.metrics.classification import softmax
-    from cultural_music.metrics.classification import mean_by_group
-    from cultural_music.training.loop import predict_logits
+    from cultural_music.metrics.recording import recordings_from_clips
     from cultural_music.metrics.uncertainty import fit_threshold
+    from cultural_music.training.loop import predict_logits
 
     logits = predict_logits(model, val_ds)
-    labels = val_ds.labels
-    calibration = fit_temperature(logits, labels)
+    calibration = fit_temperature(logits, val_ds.labels)
     proba = softmax(logits, float(calibration.get("temperature", 1.0)))
-    rec_paths, rec_proba = mean_by_group([it.rel_path for it in val_ds.items], proba)
-    first = {}
+    rels = [it.rel_path for it in val_ds.items]
+    a = cfg.audio
+    rec_paths, rec_proba = recordings_from_clips(rels, proba, {r: extracted.entries[r].duration for r in set(rels)},
+                                                 window=float(a.clip_seconds), clip_samples=a.clip_samples, sample_rate=a.sample_rate)
+    first: dict[str, int] = {}
     for it in val_ds.items:
         first.setdefault(it.rel_path, it.label)
     rec_labels = np.array([first[p] for p in rec_paths], dtype=int)
