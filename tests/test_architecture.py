@@ -29,15 +29,7 @@ RANK: dict[str, float] = {
 
 # Violations being removed by the architecture work; this list must end empty.
 KNOWN: set[str] = {
-    "long cultural_music.evaluation.cv.run_cv",
-    "long cultural_music.evaluation.evaluate.run_evaluation",
     "long cultural_music.training.loop.train_model",
-    "long cultural_music.training.pipeline._train_into",
-    "long cultural_music.features.extract.extract_features",
-    "up cultural_music.features.extract -> cultural_music.cluster",
-    "up cultural_music.features.extract -> cultural_music.cluster.ray_features",
-    "up cultural_music.training.pipeline -> cultural_music.cluster.session",
-    "up cultural_music.training.pipeline -> cultural_music.cluster.ray_train",
 }
 
 

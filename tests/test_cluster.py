@@ -194,7 +194,10 @@ def _recs(root: Path) -> list[Recording]:
 
 
 def _extract(recs: list[Recording], root: Path, backend: str, workers: int):  # noqa: ANN202
-    return extract_features(recs, TINY, FeatureCache(root), workers=workers, progress=False, backend=backend)
+    from cultural_music.cluster.runner import RayRunner
+
+    runner = RayRunner(None, workers) if backend == "ray" else None
+    return extract_features(recs, TINY, FeatureCache(root), workers=workers, progress=False, runner=runner)
 
 
 def test_ray_extraction_equals_local(ray_session, tmp_path: Path) -> None:  # noqa: ANN001
@@ -249,7 +252,7 @@ def test_ray_task_failure_skips_only_that_file(ray_session, tmp_path: Path) -> N
     out = {r.rel_path: r for r in ray_backend(jobs, TINY, str(tmp_path / "c"), 2, max_retries=0, task=_crash_on)}
     assert set(out) == {j.rel_path for j in jobs}
     assert "Ray task failed 1 time(s)" in (out["low/crash.wav"].error or "")
-    assert all(r.error is None and r.n_clips == 1 for k, r in out.items() if k != "low/crash.wav")
+    assert all(r.error is None and r.entry is not None and r.entry.n_clips == 1 for k, r in out.items() if k != "low/crash.wav")
 
 
 TRAIN = ["--model", "seed-cnn", "--duration", "1", "--sample-rate", "8000", "--n-mels", "32", "--epochs", "3",

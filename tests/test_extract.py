@@ -14,9 +14,8 @@ from cultural_music.features.cache import FeatureCache
 from cultural_music.cli import main
 from cultural_music.config import Config
 from cultural_music.data.dataset import Recording, scan_folder
-from cultural_music.errors import ParameterError
 from cultural_music.features.extract import extract_features
-from cultural_music.features.jobs import chunk_size, register_backend, run_jobs
+from cultural_music.features.jobs import LocalRunner, chunk_size
 
 from conftest import make_tone_dataset, tone, write
 
@@ -150,19 +149,27 @@ def test_chunk_size() -> None:
     assert chunk_size(5, 8) == 1
 
 
-def test_backend_seam(tmp_path: Path) -> None:
+def test_runner_seam(tmp_path: Path, settled: None) -> None:
+    """extract_features hands the files it could not find in the index to the runner it is given."""
     recs = _recs(make_tone_dataset(tmp_path / "d", per_class=1))
     seen: list[str] = []
 
-    def recording_backend(jobs, cfg, cache_root, workers):  # noqa: ANN001, ANN202
-        seen.extend(j.rel_path for j in jobs)
-        return jobs_mod.local_backend(jobs, cfg, cache_root, 1)
+    class RecordingRunner(LocalRunner):
+        def run_jobs(self, jobs, cfg, cache_root):  # noqa: ANN001, ANN202
+            seen.extend(j.rel_path for j in jobs)
+            return super().run_jobs(jobs, cfg, cache_root)
 
-    register_backend("test-recording", recording_backend)
-    res = _run(recs, FeatureCache(tmp_path / "c"), backend="test-recording")
+    cache = FeatureCache(tmp_path / "c")
+    res = _run(recs, cache, runner=RecordingRunner(1))
     assert sorted(seen) == sorted(r.rel_path for r in recs) and res.n_decoded == 3
-    with pytest.raises(ParameterError, match="'backend' parameter of run_jobs"):
-        list(run_jobs([], TINY, tmp_path, backend="nope"))
+    seen.clear()
+    again = _run(recs, cache, runner=RecordingRunner(1))  # all indexed: the runner gets nothing to do
+    assert seen == [] and again.n_indexed == 3 and list(again.entries) == list(res.entries)
+
+
+def test_local_runner_workers() -> None:
+    assert LocalRunner(3).workers == 3 and LocalRunner(0).workers == 1
+    assert LocalRunner().workers == jobs_mod.default_workers()
 
 
 def test_features_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cultural_music.cli.options import backend_options, cache_option, check_backend, quiet_option, workers_option
+from cultural_music.cli.options import backend_options, cache_option, make_runner, quiet_option, workers_option
 
 
 @click.command()
@@ -26,17 +26,12 @@ def features(data_dir: str, duration: float, sample_rate: int, n_mels: int, cach
     """
     from cultural_music.features.cache import FeatureCache, default_cache_dir
     from cultural_music.config import Config
-    from cultural_music.features.extract import default_workers, fill_cache
+    from cultural_music.features.extract import fill_cache
 
-    check_backend(backend, address)
+    runner = make_runner(backend, address, workers)
     cfg = Config().replace(audio={"sample_rate": sample_rate, "clip_seconds": duration}, features={"n_mels": n_mels})
     store = FeatureCache(cache_dir or default_cache_dir())
-    workers = workers or default_workers()
-    if backend == "ray":
-        from cultural_music.cluster.session import connect
-
-        connect(address, num_cpus=workers)
-    scan, result = fill_cache(data_dir, cfg, store, workers=workers, backend=backend, progress=not quiet)
+    scan, result = fill_cache(data_dir, cfg, store, runner=runner, progress=not quiet)
     for w in scan.warnings:
         click.echo(f"warning: {w}", err=True)
     n_ok = len(result.entries)

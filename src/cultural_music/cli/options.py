@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-__all__ = ["cache_option", "workers_option", "quiet_option", "backend_options", "check_backend"]
+__all__ = ["cache_option", "workers_option", "quiet_option", "backend_options", "check_backend", "make_runner"]
 
 
 def cache_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -41,3 +41,16 @@ def check_backend(backend: str, address: str | None) -> None:
     """``--address`` only means something with ``--backend ray``."""
     if address and backend != "ray":
         raise click.UsageError("--address needs --backend ray")
+
+
+def make_runner(backend: str, address: str | None, workers: int | None) -> Any:
+    """The one :class:`~cultural_music.features.jobs.Runner` of a command, from ``--backend``,
+    ``--address`` and ``--workers``: a ``LocalRunner`` or (importing Ray only then) a ``RayRunner``."""
+    check_backend(backend, address)
+    if backend == "ray":
+        from cultural_music.cluster.runner import RayRunner
+
+        return RayRunner(address, workers)
+    from cultural_music.features.jobs import LocalRunner
+
+    return LocalRunner(workers)

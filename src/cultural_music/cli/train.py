@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from cultural_music.cli.options import backend_options, cache_option, check_backend, quiet_option, workers_option
+from cultural_music.cli.options import backend_options, cache_option, make_runner, quiet_option, workers_option
 
 __all__ = ["DEFAULT_MODEL", "build_config", "model_options"]
 
@@ -127,10 +127,10 @@ def train(data_dir: str, out_dir: str, model_name: str, groups_csv: str | None, 
     """
     from cultural_music.training.pipeline import run_training
 
-    check_backend(backend, address)
+    runner = make_runner(backend, address, workers)
     cfg = build_config(model_name, options)
-    run = run_training(data_dir, out_dir, cfg, groups_csv=groups_csv, cache_dir=cache_dir, workers=workers,
-                       resume=resume, progress=not quiet, log=click.echo, backend=backend, address=address)
+    run = run_training(data_dir, out_dir, cfg, groups_csv=groups_csv, cache_dir=cache_dir, runner=runner,
+                       resume=resume, progress=not quiet, log=click.echo)
     best = run.history[run.best_epoch - 1]
     kept = "fitted" if best.get("fit") else f"best epoch {run.best_epoch}"
     click.echo(f"{kept}: val_loss {best['val_loss']:.4f}, val_accuracy {best['val_accuracy']:.3f}")

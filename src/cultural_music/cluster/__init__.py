@@ -2,14 +2,15 @@
 
 * :mod:`.session` connects to Ray (a cluster, or a local instance) with a clear error when Ray
   is not installed;
-* :mod:`.ray_features` is the ``"ray"`` backend of :func:`~cultural_music.features.jobs.run_jobs`
-  (feature extraction as Ray tasks writing the same cache as the local path);
+* :mod:`.runner` is the :class:`~cultural_music.features.jobs.Runner` of ``--backend ray``;
+* :mod:`.ray_features` runs its feature extraction as Ray tasks (writing the same cache as the
+  local path);
 * :mod:`.ddp` is the data-parallel core of training (torch ``DistributedDataParallel``, gloo,
   CPU), usable without Ray;
 * :mod:`.ray_train` runs that training on N Ray actors.
 
 Nothing here imports Ray until a function needs it, and nothing outside this package imports
-this package unless ``backend == "ray"``, so the local path never loads Ray.
+this package except the CLI for ``--backend ray``, so the local path never loads Ray.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ``"ray"`` backend of :func:`~cultural_music.features.jobs.run_jobs`: files extracted by Ray tasks.
+"""Files extracted by Ray tasks: what :class:`~cultural_music.cluster.runner.RayRunner` runs its jobs with.
 
 Each task runs :func:`~cultural_music.features.jobs.extract_one` on a chunk of files, exactly as a local
 worker process does, writing into the same :class:`~cultural_music.features.cache.FeatureCache` (so the
@@ -8,8 +8,7 @@ a lost node) or that raises ``OSError`` (a flaky network file system) is retried
 ``max_retries`` times; a chunk that still fails is split into one task per file, so only the
 file that kills its worker is reported (``error`` says so) and the others complete.
 
-Importing this module registers the backend; nothing else in the package imports it unless
-``backend == "ray"``.
+Only :mod:`cultural_music.cluster.runner` imports this module (the CLI's ``--backend ray``).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from typing import Any
 
 from cultural_music.features.cache import FeatureCache
 from cultural_music.config import Config
-from cultural_music.features.jobs import ExtractJob, JobResult, chunk_size, extract_one, register_backend
+from cultural_music.features.jobs import ExtractJob, JobResult, chunk_size, extract_one
 from cultural_music.cluster.session import cluster_cpus, connect
 
 __all__ = ["ray_backend", "MAX_RETRIES"]
@@ -90,5 +89,3 @@ def _failure(err: BaseException, max_retries: int) -> str:
     detail = text[-1] if text else type(cause).__name__
     return f"the Ray task failed {max_retries + 1} time(s) on this file ({type(cause).__name__}: {detail[:200]})"
 
-
-register_backend("ray", ray_backend)

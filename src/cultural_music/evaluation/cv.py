@@ -1,10 +1,11 @@
 """Cross-validation by group: train and score one model per fold, pool the out-of-fold answers.
 
 For fold ``i``: test = the recordings of fold ``i``; validation = a stratified group split of the
-rest (early stopping and calibration only); train = the remainder.  Each fold is a full model
-folder ``OUT/fold_<i>/`` made by :func:`~cultural_music.training.pipeline.run_training`, scored at clip
-and recording level.  Written to ``OUT``: ``cv_results.csv`` (one row per fold, rewritten after
-every fold), ``cv_summary.json`` (mean, std and 95% t-interval per metric, pooled out-of-fold
+rest (early stopping and calibration only); train = the remainder.  The folder is scanned and
+its features extracted ONCE (:func:`~cultural_music.training.pipeline.prepare`); each fold only
+fits a full model folder ``OUT/fold_<i>/`` (:func:`~cultural_music.training.pipeline.fit`) and
+scores its test recordings, at clip and recording level, from those features (no rescan, no
+feature lookup).  Written to ``OUT``: ``cv_results.csv`` (one row per fold, rewritten after every fold), ``cv_summary.json`` (mean, std and 95% t-interval per metric, pooled out-of-fold
 metrics and confusion matrices), ``oof_predictions.csv`` and ``confusion_matrix*.png``.
 """
 
@@ -16,7 +17,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,9 +26,13 @@ from cultural_music.features.cache import FeatureCache, default_cache_dir
 from cultural_music.config import Config
 from cultural_music.data.dataset import Recording
 from cultural_music.errors import DatasetError
-from cultural_music.features.extract import default_workers
+from cultural_music.features.extract import ExtractResult
+from cultural_music.features.jobs import LocalRunner
 from cultural_music.data.folds import folds_from_column, group_kfold, leave_one_group_out, validation_split
 from cultural_music.metrics.classification import classification_metrics
+
+if TYPE_CHECKING:  # torch is imported only when a fold is fitted
+    from cultural_music.training.pipeline import PreparedData
 
 __all__ = ["run_cv", "fold_statistics", "CV_METRICS"]
 
@@ -113,30 +118,16 @@ def run_cv(
         out-of-fold metrics per level (with confusion matrices); ``folds`` (one row per fold);
         ``scheme``, ``n_folds``, ``classes``, ``seconds``, ``files``.
     """
-    from cultural_music.evaluation.evaluate import predictions_csv_text, run_evaluation
-    from cultural_music.training.pipeline import run_training, usable_recordings
+    from cultural_music.training.pipeline import prepare
 
     if fold_column is not None and groups_csv is None:  # before any decoding
         raise DatasetError(f"--fold-column {fold_column} needs the CSV holding it (--groups CSV)")
     t_start = time.perf_counter()
     out = ensure_dir(out_dir)
     cache = FeatureCache(cache_dir or default_cache_dir())
-    workers = default_workers() if workers is None else max(1, workers)
-    scan, recordings, _ = usable_recordings(data_dir, cfg, cache, groups_csv=groups_csv, workers=workers, progress=progress, log=log)
-    root, skipped = scan.root, scan.skipped
-    if fold_column is not None:
-        assert groups_csv is not None
-        fold_idx, names = folds_from_column(recordings, groups_csv, fold_column, root)
-        scheme = f"predefined folds (column '{fold_column}' of {Path(groups_csv).name})"
-    elif folds == 0:
-        fold_idx, names = leave_one_group_out(recordings)
-        scheme = "leave one group out"
-        if len(names) > 50:
-            log(f"warning: leave one group out trains {len(names)} models (one per group); "
-                "pass --groups CSV to group files by source or speaker, or use --folds K")
-    else:
-        fold_idx, names = group_kfold(recordings, n_folds=folds, seed=cfg.train.seed)
-        scheme = f"stratified group {folds}-fold (seed {cfg.train.seed})"
+    prepared = prepare(data_dir, cfg, cache=cache, runner=LocalRunner(workers), groups_csv=groups_csv, progress=progress, log=log)
+    recordings, root, skipped = prepared.recordings, prepared.scan.root, prepared.scan.skipped
+    fold_idx, names, scheme = _make_folds(recordings, cfg, folds, groups_csv, fold_column, root, log)
     fold_of = {r.rel_path: f for r, f in zip(recordings, fold_idx)}
     _check_fold_classes(recordings, fold_of, names, log)
     classes = sorted({r.label for r in recordings})
@@ -145,36 +136,81 @@ def run_cv(
     rows: list[dict[str, Any]] = []
     pooled: dict[str, list[Any]] = defaultdict(list)
     for k, name in enumerate(names):
-        t0 = time.perf_counter()
-        n_test = sum(f == k for f in fold_idx)
-        log(f"== fold {k + 1}/{len(names)} (test: {name}, {n_test} recordings) ==")
-        fold_dir = out / f"fold_{k + 1}"
-        run = run_training(data_dir, fold_dir, cfg, groups_csv=groups_csv, cache_dir=cache.root, workers=workers,
-                           assign_split=_assigner(fold_of, k, cfg.train.val_fraction, cfg.train.seed), progress=progress, log=log)
-        ev = run_evaluation(fold_dir, cache_dir=cache.root, workers=workers, progress=progress, plots=False, report=False, log=log)
-        if ev.classes != classes:
-            raise DatasetError(f"fold {name}: model classes {ev.classes} differ from the data's {classes}")
-        rows.append(_fold_row(k, name, run, ev.metrics, time.perf_counter() - t0))
-        pooled["rec_true"].append(ev.rec_true)
-        pooled["rec_proba"].append(ev.rec_proba)
-        pooled["clip_true"].append(ev.clip_true)
-        pooled["clip_proba"].append(ev.clip_proba)
-        pooled["rows"] += [{**r, "fold": name} for r in ev.predictions]
+        rows.append(_run_fold(prepared, k, name, fold_of, len(names), out, classes, pooled))
         atomic_write_text(out / "cv_results.csv", _rows_csv(rows))
-        elapsed = time.perf_counter() - t_start
-        eta = (elapsed / (k + 1)) * (len(names) - k - 1)
-        log(f"fold {k + 1}/{len(names)} done in {rows[-1]['seconds']:.0f} s: macro-F1 recording {rows[-1]['recording_macro_f1']:.3f}, "
-            f"clip {rows[-1]['clip_macro_f1']:.3f}" + (f"; about {eta / 60:.1f} min left" if eta > 0 else ""))
-    summary = _summarise(rows, pooled, classes, out)
-    summary.update(scheme=scheme, n_folds=len(names), fold_names=names, n_recordings=len(recordings), n_groups=n_groups,
-                   classes=classes, data_dir=str(root), groups_csv=str(groups_csv) if groups_csv else None,
-                   config=cfg.to_dict(), skipped=[{"path": s.path, "reason": s.reason} for s in skipped],
-                   seconds=time.perf_counter() - t_start)
+        _log_done(rows[-1], k, len(names), time.perf_counter() - t_start, log)
+    return _finish(rows, pooled, out, t_start, scheme=scheme, n_folds=len(names), fold_names=names,
+                   n_recordings=len(recordings), n_groups=n_groups, classes=classes, data_dir=str(root),
+                   groups_csv=str(groups_csv) if groups_csv else None, config=cfg.to_dict(),
+                   skipped=[{"path": s.path, "reason": s.reason} for s in skipped])
+
+
+def _log_done(row: dict[str, Any], k: int, n_folds: int, elapsed: float, log: Callable[[str], Any]) -> None:
+    """Fold ``k`` done: its time, macro-F1 and the time left (``elapsed`` seconds since the start)."""
+    eta = (elapsed / (k + 1)) * (n_folds - k - 1)
+    log(f"fold {k + 1}/{n_folds} done in {row['seconds']:.0f} s: macro-F1 recording {row['recording_macro_f1']:.3f}, "
+        f"clip {row['clip_macro_f1']:.3f}" + (f"; about {eta / 60:.1f} min left" if eta > 0 else ""))
+
+
+def _finish(rows: list[dict[str, Any]], pooled: dict[str, list[Any]], out: Path, t_start: float,
+            **fields: Any) -> dict[str, Any]:
+    """Write ``oof_predictions.csv``, the confusion plots and ``cv_summary.json`` (the summary
+    with ``fields``, the wall time and the file names); returns the summary."""
+    from cultural_music.evaluation.evaluate import predictions_csv_text
+
+    summary = _summarise(rows, pooled, fields["classes"], out)
+    summary.update(**fields, seconds=time.perf_counter() - t_start)
     atomic_write_text(out / "oof_predictions.csv", predictions_csv_text(pooled["rows"], extra=("fold",)))
     summary["files"] = {n: str(out / n) for n in ("cv_results.csv", "cv_summary.json", "oof_predictions.csv",
                                                    "confusion_matrix.png", "confusion_matrix_normalized.png")}
     atomic_write_json(out / "cv_summary.json", summary)
     return summary
+
+
+def _make_folds(recordings: list[Recording], cfg: Config, folds: int, groups_csv: str | Path | None, fold_column: str | None,
+                root: Path, log: Callable[[str], Any]) -> tuple[list[int], list[str], str]:
+    """Fold index per recording, fold names and the scheme's description."""
+    if fold_column is not None:
+        assert groups_csv is not None
+        fold_idx, names = folds_from_column(recordings, groups_csv, fold_column, root)
+        return fold_idx, names, f"predefined folds (column '{fold_column}' of {Path(groups_csv).name})"
+    if folds == 0:
+        fold_idx, names = leave_one_group_out(recordings)
+        if len(names) > 50:
+            log(f"warning: leave one group out trains {len(names)} models (one per group); "
+                "pass --groups CSV to group files by source or speaker, or use --folds K")
+        return fold_idx, names, "leave one group out"
+    fold_idx, names = group_kfold(recordings, n_folds=folds, seed=cfg.train.seed)
+    return fold_idx, names, f"stratified group {folds}-fold (seed {cfg.train.seed})"
+
+
+def _run_fold(prepared: PreparedData, k: int, name: str, fold_of: dict[str, int], n_folds: int, out: Path,
+              classes: list[str], pooled: dict[str, list[Any]]) -> dict[str, Any]:
+    """Fit fold ``k`` on the prepared data (model folder ``out/fold_<k+1>``), score its test
+    recordings from the features already there, add its answers to ``pooled``; its row.
+
+    The model is scored as saved (weights read back, milliseconds): the network left in memory by
+    training gives logits that differ in the last float32 bits, and folds must give the numbers
+    ``evaluate`` gives for the folder."""
+    from cultural_music.evaluation.evaluate import evaluate_recordings
+    from cultural_music.training.artifact import load_artifact
+    from cultural_music.training.pipeline import fit
+
+    t0 = time.perf_counter()
+    cfg, log = prepared.cfg, prepared.log
+    log(f"== fold {k + 1}/{n_folds} (test: {name}, {sum(f == k for f in fold_of.values())} recordings) ==")
+    fold_dir = out / f"fold_{k + 1}"
+    run = fit(prepared, fold_dir, assign_split=_assigner(fold_of, k, cfg.train.val_fraction, cfg.train.seed))
+    ev = evaluate_recordings(load_artifact(fold_dir), run.recordings, ExtractResult(dict(prepared.features.entries)), fold_dir,
+                             plots=False, report=False)
+    if ev.classes != classes:
+        raise DatasetError(f"fold {name}: model classes {ev.classes} differ from the data's {classes}")
+    pooled["rec_true"].append(ev.rec_true)
+    pooled["rec_proba"].append(ev.rec_proba)
+    pooled["clip_true"].append(ev.clip_true)
+    pooled["clip_proba"].append(ev.clip_proba)
+    pooled["rows"] += [{**r, "fold": name} for r in ev.predictions]
+    return _fold_row(k, name, run, ev.metrics, time.perf_counter() - t0)
 
 
 def _fold_row(k: int, name: str, run: Any, m: dict[str, Any], seconds: float) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Metrics are computed at two levels: clip (each fixed-length cached clip) and recording (a file's
 clip probabilities averaged, weighted by the seconds of real audio each clip holds, by
-:func:`~cultural_music.inference.timeline.recording_probabilities`: the very function ``predict`` calls on
+:func:`~cultural_music.metrics.recording.recording_probabilities`: the very function ``predict`` calls on
 the same windows, so the recording level is what a user gets from ``predict``).  The top-level
 ``accuracy`` / ``macro_f1`` / ``n`` of ``metrics.json`` are the recording-level ones.
 
@@ -32,10 +32,10 @@ from cultural_music.data.dataset import Recording, read_split_csv, scan_folder
 from cultural_music.errors import DatasetError
 from cultural_music.features.extract import default_workers, extract_features
 from cultural_music.metrics.classification import classification_metrics, log_loss_nats, softmax
-from cultural_music.inference.timeline import recordings_from_clips
+from cultural_music.metrics.recording import recordings_from_clips
 from cultural_music.training.loop import predict_logits
 
-__all__ = ["Evaluation", "evaluate_model", "run_evaluation", "clip_and_recording_probabilities", "prediction_rows",
+__all__ = ["Evaluation", "evaluate_model", "run_evaluation", "evaluate_recordings", "clip_and_recording_probabilities", "prediction_rows",
            "PREDICTIONS_FILE"]
 
 PREDICTIONS_FILE = "test_predictions.csv"
@@ -68,7 +68,7 @@ def clip_and_recording_probabilities(art: Artifact, recordings: list[Recording],
     the model's calibration temperature), ``clip_proba_raw`` (temperature 1), ``clip_true
     (n_clips,)``, ``rec_paths``, ``rec_proba (n_recs, k)``, ``rec_proba_raw``, ``rec_true
     (n_recs,)`` and ``temperature``.  Recording probabilities come from the clips exactly as
-    ``predict`` makes them from its windows (:func:`~cultural_music.inference.timeline.recordings_from_clips`).
+    ``predict`` makes them from its windows (:func:`~cultural_music.metrics.recording.recordings_from_clips`).
     """
     items = build_items(recordings, extracted, art.classes, split)
     ds = ClipDataset(items)
@@ -198,29 +198,24 @@ def run_evaluation(
                                  progress=progress, desc="test features")
     for s in extracted.skipped:
         log(f"skipped {s.path}: {s.reason}")
+    data = "test split" if data_dir is None else str(Path(data_dir).resolve())
+    return evaluate_recordings(art, recordings, extracted, out_dir, data=data, unknown=None if data_dir is None else unknown,
+                               plots=plots, report=report)
+
+
+def evaluate_recordings(art: Artifact, recordings: list[Recording], extracted: Any, out_dir: Path, *, data: str = "test split",
+                        unknown: list[str] | None = None, plots: bool = True, report: bool = True) -> Evaluation:
+    """Score the ``"test"`` recordings with the model ``art`` (in memory) from their features
+    ``extracted`` (an :class:`~cultural_music.features.extract.ExtractResult`) and write
+    ``metrics.json``, ``test_predictions.csv`` and, if asked, plots and ``report.html`` into
+    ``out_dir``.  ``data`` describes the data in ``metrics.json``; ``unknown`` (external data
+    only) lists class folders left out.  Cross-validation calls this for each fold.
+    """
     res = clip_and_recording_probabilities(art, recordings, extracted, "test")
     if len(res["rec_true"]) == 0:
         raise DatasetError("no usable test recording")
-    clip = classification_metrics(res["clip_true"], res["clip_proba"], art.classes)
-    rec = classification_metrics(res["rec_true"], res["rec_proba"], art.classes)
-    rows = prediction_rows(res["rec_paths"], res["rec_true"], res["rec_proba"], art.classes)
-    metrics: dict[str, Any] = {
-        "accuracy": rec["accuracy"],
-        "macro_f1": rec["macro_f1"],
-        "balanced_accuracy": rec["balanced_accuracy"],
-        "n": rec["n"],
-        "n_clips": clip["n"],
-        "level": "recording",
-        "data": "test split" if data_dir is None else str(Path(data_dir).resolve()),
-        "classes": art.classes,
-        "recording": rec,
-        "clip": clip,
-        "calibration": calibration_metrics(res),
-        "n_wrong": sum(not r["correct"] for r in rows),
-        "predictions_csv": PREDICTIONS_FILE,
-        "skipped": [{"path": s.path, "reason": s.reason} for s in extracted.skipped],
-    }
-    if data_dir is not None:
+    metrics, rows = _metrics(art, res, data, extracted.skipped)
+    if unknown is not None:
         metrics["unknown_classes"] = unknown
     files = {"metrics": out_dir / "metrics.json", "predictions": out_dir / PREDICTIONS_FILE}
     atomic_write_text(files["predictions"], predictions_csv_text(rows))
@@ -235,6 +230,30 @@ def run_evaluation(
     files.update({f"plot:{k}": v for k, v in images.items()})
     return Evaluation(metrics, art.classes, res["rec_paths"], res["rec_true"], res["rec_proba"], res["clip_true"],
                       res["clip_proba"], rows, files)
+
+
+def _metrics(art: Artifact, res: dict[str, Any], data: str, skipped: list[Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``metrics.json`` (without the output names added later) and the prediction rows."""
+    clip = classification_metrics(res["clip_true"], res["clip_proba"], art.classes)
+    rec = classification_metrics(res["rec_true"], res["rec_proba"], art.classes)
+    rows = prediction_rows(res["rec_paths"], res["rec_true"], res["rec_proba"], art.classes)
+    metrics: dict[str, Any] = {
+        "accuracy": rec["accuracy"],
+        "macro_f1": rec["macro_f1"],
+        "balanced_accuracy": rec["balanced_accuracy"],
+        "n": rec["n"],
+        "n_clips": clip["n"],
+        "level": "recording",
+        "data": data,
+        "classes": art.classes,
+        "recording": rec,
+        "clip": clip,
+        "calibration": calibration_metrics(res),
+        "n_wrong": sum(not r["correct"] for r in rows),
+        "predictions_csv": PREDICTIONS_FILE,
+        "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
+    }
+    return metrics, rows
 
 
 def evaluate_model(

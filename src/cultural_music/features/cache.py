@@ -28,11 +28,26 @@ import numpy as np
 
 from cultural_music.atomic import atomic_path, atomic_write_text, ensure_dir
 
-__all__ = ["FeatureCache", "FileIndex", "FileSignature", "default_cache_dir", "read_npy_header", "INDEX_NAME"]
+__all__ = ["FeatureCache", "FeatureEntry", "FileIndex", "FileSignature", "default_cache_dir", "read_npy_header", "INDEX_NAME"]
 
 INDEX_NAME = "files-index.json"
 RACY_SECONDS = 2.0  #: a file changed this recently (s) is not indexed: its mtime may not move on the next edit
 _KEY_DIR = re.compile(r"^[0-9a-f]{16}$")
+
+
+@dataclass(frozen=True)
+class FeatureEntry:
+    """Cached features of one recording: ``clean_path`` holds float32 ``(n_clips, n_mels, frames)``,
+    ``aug_path`` (training files only) ``(n_variants, n_clips, n_mels, frames)``; ``duration`` is
+    the file's length in seconds, ``sha`` its SHA-256 (hex)."""
+
+    rel_path: str
+    sha: str
+    n_clips: int
+    duration: float
+    clean_path: Path
+    aug_path: Path | None = None
+    n_variants: int = 0
 
 
 def default_cache_dir() -> Path:

@@ -3,37 +3,24 @@
 :func:`extract_features` gives the features of every recording: first through the fast path
 (a file whose ``stat`` signature matches the cache's :class:`FileIndex` and whose features are
 cached is neither hashed nor decoded, and when every file is such a hit no process is started),
-then through :func:`~cultural_music.features.jobs.run_jobs` for the rest (hash, cache lookup, decode on a
-miss), with a progress bar showing files/s and the time left.
+then through the :class:`~cultural_music.features.jobs.Runner`'s ``run_jobs`` for the rest (hash,
+cache lookup, decode on a miss), with a progress bar showing files/s and the time left.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cultural_music.features.cache import FeatureCache, FileIndex, FileSignature
 from cultural_music.config import Config
 from cultural_music.data.dataset import DatasetScan, Recording, Skipped, scan_folder
-from cultural_music.features.jobs import ExtractJob, JobResult, entry_for, run_jobs
+from cultural_music.features.cache import FeatureCache, FeatureEntry, FileIndex, FileSignature
+from cultural_music.features.jobs import ExtractJob, JobResult, LocalRunner, Runner, default_workers, entry_for
 
 __all__ = ["FeatureEntry", "ExtractResult", "extract_features", "fill_cache", "default_workers"]
-
-
-@dataclass(frozen=True)
-class FeatureEntry:
-    """Cached features of one recording: ``clean_path`` holds ``(n_clips, n_mels, frames)``,
-    ``aug_path`` (training only) ``(n_variants, n_clips, n_mels, frames)``."""
-
-    rel_path: str
-    sha: str
-    n_clips: int
-    duration: float
-    clean_path: Path
-    aug_path: Path | None = None
-    n_variants: int = 0
 
 
 @dataclass
@@ -47,27 +34,19 @@ class ExtractResult:
     n_indexed: int = 0
 
 
-def default_workers() -> int:
-    """Worker processes to use by default: the CPUs this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def extract_features(
     recordings: list[Recording],
     cfg: Config,
     cache: FeatureCache,
     *,
     augment_splits: tuple[str, ...] = ("train",),
+    runner: Runner | None = None,
     workers: int = 1,
     progress: bool = True,
     desc: str = "features",
-    backend: str = "local",
     use_index: bool = True,
 ) -> ExtractResult:
-    """Features for every recording, from the cache or computed (in ``workers`` processes).
+    """Features for every recording, from the cache or computed by ``runner``.
 
     Parameters
     ----------
@@ -78,15 +57,12 @@ def extract_features(
         Audio, feature and augmentation settings (they key the cache).
     cache
         Where features are looked up and stored.
-    workers
-        Processes for the files that are not cached (1: in this process).
-    progress
-        Show a progress bar (files/s and time left).
-    desc
-        Label of the progress bar.
-    backend
-        Name of the :func:`~cultural_music.features.jobs.run_jobs` backend: ``"local"`` (processes on
-        this machine) or ``"ray"`` (Ray tasks; needs ``cultural-music[cluster]``).
+    runner
+        Runs the files that are not indexed (:class:`~cultural_music.features.jobs.LocalRunner`,
+        or ``cluster.runner.RayRunner``); default: a ``LocalRunner`` of ``workers`` processes
+        (1: in this process).
+    progress, desc
+        Show a progress bar (files/s and time left) labelled ``desc``.
     use_index
         Skip hashing files whose ``stat`` signature matches the cache's :class:`FileIndex`.
 
@@ -96,34 +72,16 @@ def extract_features(
         Entries in the order of ``recordings``; unreadable files are not fatal, each is listed
         in ``skipped`` with its reason.
     """
-    _load_backend(backend)
+    runner = LocalRunner(workers) if runner is None else runner
     jobs = [ExtractJob(os.path.abspath(r.path), r.rel_path, r.split in augment_splits) for r in recordings]
-    by_rel = {r.rel_path: r for r in recordings}
     index = FileIndex.load(cache.index_path) if use_index else None
     result = ExtractResult()
-    entries: dict[str, FeatureEntry] = {}
-    pending: list[ExtractJob] = []
-    for job in jobs:
-        hit = _indexed(job, cfg, cache, index) if index is not None else None
-        if hit is None:
-            pending.append(job)
-        else:
-            entries[job.rel_path] = _to_entry(hit)
+    entries, pending = _split_indexed(jobs, cfg, cache, index)
     result.n_indexed = len(entries)
-    path_of = {j.rel_path: j.path for j in pending}
     bar = _progress(len(jobs), len(entries), desc, progress and bool(pending))
-    stream = run_jobs(pending, cfg, cache.root, workers=workers, backend=backend)
+    stream = runner.run_jobs(pending, cfg, cache.root)
     try:
-        for out in stream:
-            if out.error is not None:
-                result.skipped.append(Skipped(str(by_rel[out.rel_path].path), out.error))
-            else:
-                entries[out.rel_path] = _to_entry(out)
-                result.n_decoded += int(out.decoded)
-                if index is not None and out.signature is not None:
-                    index.put(path_of[out.rel_path], out.signature, out.sha, out.duration)
-            bar.update(1)
-            bar.set_postfix(decoded=result.n_decoded, refresh=False)
+        _collect(stream, {r.rel_path: r for r in recordings}, {j.rel_path: j.path for j in pending}, index, entries, result, bar)
     finally:  # stop the workers now on an error; an interrupted run still remembers what it hashed
         getattr(stream, "close", lambda: None)()
         bar.close()
@@ -134,10 +92,33 @@ def extract_features(
     return result
 
 
-def _load_backend(backend: str) -> None:
-    """Register an optional backend on first use (the Ray one is imported only when asked for)."""
-    if backend == "ray":
-        from cultural_music.cluster import ray_features
+def _split_indexed(jobs: list[ExtractJob], cfg: Config, cache: FeatureCache,
+                   index: FileIndex | None) -> tuple[dict[str, FeatureEntry], list[ExtractJob]]:
+    """Entries of the jobs found through the file index, and the jobs still to run."""
+    entries: dict[str, FeatureEntry] = {}
+    pending: list[ExtractJob] = []
+    for job in jobs:
+        hit = _indexed(job, cfg, cache, index) if index is not None else None
+        if hit is None or hit.entry is None:
+            pending.append(job)
+        else:
+            entries[job.rel_path] = hit.entry
+    return entries, pending
+
+
+def _collect(stream: Iterator[JobResult], by_rel: dict[str, Recording], path_of: dict[str, str], index: FileIndex | None,
+             entries: dict[str, FeatureEntry], result: ExtractResult, bar: Any) -> None:
+    """Put each job result into ``entries`` (or ``result.skipped``) and the file index."""
+    for out in stream:
+        if out.error is not None or out.entry is None:
+            result.skipped.append(Skipped(str(by_rel[out.rel_path].path), out.error or "no features"))
+        else:
+            entries[out.rel_path] = out.entry
+            result.n_decoded += int(out.decoded)
+            if index is not None and out.signature is not None:
+                index.put(path_of[out.rel_path], out.signature, out.entry.sha, out.entry.duration)
+        bar.update(1)
+        bar.set_postfix(decoded=result.n_decoded, refresh=False)
 
 
 def _indexed(job: ExtractJob, cfg: Config, cache: FeatureCache, index: FileIndex) -> JobResult | None:
@@ -152,20 +133,16 @@ def _indexed(job: ExtractJob, cfg: Config, cache: FeatureCache, index: FileIndex
     return entry_for(job, cfg, cache, known[0], known[1], compute=False)
 
 
-def _to_entry(out: JobResult) -> FeatureEntry:
-    return FeatureEntry(out.rel_path, out.sha, out.n_clips, out.duration, Path(out.clean_path),
-                        None if out.aug_path is None else Path(out.aug_path), out.n_variants)
-
-
-def fill_cache(data_dir: str | Path, cfg: Config, cache: FeatureCache, *, workers: int = 1, backend: str = "local",
+def fill_cache(data_dir: str | Path, cfg: Config, cache: FeatureCache, *, runner: Runner | None = None, workers: int = 1,
                progress: bool = True) -> tuple[DatasetScan, ExtractResult]:
-    """Compute the clean features of every audio file under ``data_dir/<class>/`` into ``cache``.
+    """Compute the clean features of every audio file under ``data_dir/<class>/`` into ``cache``
+    (by ``runner``, default a :class:`LocalRunner` of ``workers`` processes).
 
     Returns the scan (its ``skipped`` includes files that could not be decoded) and the result.
     """
     scan = scan_folder(data_dir, min_classes=1)
-    result = extract_features(scan.recordings, cfg, cache, augment_splits=(), workers=workers, progress=progress,
-                              desc="decode + features", backend=backend)
+    result = extract_features(scan.recordings, cfg, cache, augment_splits=(), runner=runner, workers=workers, progress=progress,
+                              desc="decode + features")
     scan.skipped.extend(result.skipped)
     return scan, result
 

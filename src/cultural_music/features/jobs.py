@@ -1,18 +1,20 @@
-"""Per-file extraction jobs, and the backends that run them.
+"""Per-file extraction jobs, and the local runner that runs them.
 
 A job hashes one file, then loads its features from the :class:`FeatureCache` or, on a miss,
 decodes it (streaming), cuts clips and computes the features (plus ``cfg.augment.n_variants``
 augmented variants for training files, seeded by ``(seed, file hash, variant)`` so that the
 result does not depend on which worker ran it).
 
-:func:`run_jobs` is the seam between "what to compute" and "where": the ``"local"`` backend runs
-the jobs in this process, or in a pool of worker processes started with ``forkserver`` (a clean
-server imports the audio libraries once, about 2 s, and forks ready workers; unlike ``fork`` it is
-safe after torch has started its threads).  Other backends plug in with :func:`register_backend`.
+Where jobs (and training) run is one object chosen once, by the CLI's ``--backend``: a
+:class:`Runner`.  :class:`LocalRunner` runs the jobs in this process, or in a pool of worker
+processes started with ``forkserver`` (a clean server imports the audio libraries once, about
+2 s, and forks ready workers; unlike ``fork`` it is safe after torch has started its threads);
+``cultural_music.cluster.runner.RayRunner`` runs the same jobs as Ray tasks.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -21,19 +23,19 @@ from functools import lru_cache
 from multiprocessing import get_all_start_methods, get_context
 from multiprocessing.context import BaseContext
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from cultural_music.features.audio import audio_info
-from cultural_music.features.cache import FeatureCache, FileSignature
+from cultural_music.features.cache import FeatureCache, FeatureEntry, FileSignature
 from cultural_music.config import Config
 from cultural_music.data.dataset import file_sha256
-from cultural_music.errors import AudioLoadError, CulturalMusicError, ParameterError
+from cultural_music.errors import AudioLoadError, CulturalMusicError
 from cultural_music.features.compute import feature_batches
 from cultural_music.features.orphan import exit_with_owner, owner_token
 
-__all__ = ["ExtractJob", "JobResult", "extract_one", "entry_for", "run_jobs", "register_backend", "local_backend", "chunk_size"]
+__all__ = ["ExtractJob", "JobResult", "Runner", "LocalRunner", "extract_one", "entry_for", "chunk_size", "default_workers"]
 
 _BATCH = 8  # clips per feature call: bounds memory for long files
 _MIN_PARALLEL = 4  # fewer files than this are done in this process
@@ -56,21 +58,23 @@ class ExtractJob:
 
 @dataclass(frozen=True)
 class JobResult:
-    """What a job produced: an entry, or ``error`` (the reason the file is skipped).
-
-    ``signature`` is the file's ``stat`` taken before hashing, when old enough to index.
-    """
+    """What a job produced: the file's :class:`FeatureEntry`, or ``error`` (the reason the file
+    is skipped).  ``decoded``: the features were computed (not found in the cache);
+    ``signature``: the file's ``stat`` taken before hashing, when old enough to index."""
 
     rel_path: str
-    sha: str = ""
-    n_clips: int = 0
-    duration: float = 0.0
-    clean_path: str = ""
-    aug_path: str | None = None
-    n_variants: int = 0
+    entry: FeatureEntry | None = None
     decoded: bool = False
     signature: FileSignature | None = None
     error: str | None = None
+
+
+def default_workers() -> int:
+    """Worker processes to use by default: the CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def chunk_size(n_jobs: int, workers: int) -> int:
@@ -122,15 +126,16 @@ def entry_for(job: ExtractJob, cfg: Config, cache: FeatureCache, sha: str, durat
             aug = cache.store_chunks(aug_path, _augmented_chunks(job.path, cfg, sha), lead=cfg.augment.n_variants)
             decoded = True
         n_var = int(aug[0])
-    return JobResult(job.rel_path, sha, int(clean[0]), float(duration), str(clean_path),
-                     None if aug_path is None else str(aug_path), n_var, decoded, signature)
+    entry = FeatureEntry(job.rel_path, sha, int(clean[0]), float(duration), Path(clean_path),
+                         None if aug_path is None else Path(aug_path), n_var)
+    return JobResult(job.rel_path, entry, decoded, signature)
 
 
 def _keys(cfg: Config) -> tuple[str, str]:
     """``(feature_key, augment_key)`` of a config, computed once per config (they hash JSON)."""
     try:
         return _cached_keys(cfg)
-    except TypeError:  # a config with an unhashable field
+    except TypeError:  # an unhashable field, e.g. Config().replace(augment={"noise_snr_db": [10, 30]}) keeps the list
         return cfg.feature_key(), cfg.augment_key()
 
 
@@ -193,7 +198,47 @@ def _mp_context(augment: bool = False) -> BaseContext:
     return get_context("spawn")  # pragma: no cover - Windows
 
 
-def local_backend(jobs: Sequence[ExtractJob], cfg: Config, cache_root: str, workers: int) -> Iterator[JobResult]:
+class Runner(Protocol):
+    """Where the work runs, chosen once (the CLI's ``--backend``) and handed down the pipeline.
+
+    ``workers``: processes (local) or training workers (Ray).  ``run_jobs`` yields exactly one
+    :class:`JobResult` per job, in completion order (unreadable files have ``error`` set).
+    ``train`` trains ``model`` and returns what ``local`` (the in-process trainer,
+    ``training.loop.train_model``, handed in because features cannot import training) returns.
+    """
+
+    @property
+    def workers(self) -> int: ...
+
+    def run_jobs(self, jobs: Sequence[ExtractJob], cfg: Config, cache_root: str | Path) -> Iterator[JobResult]: ...
+
+    def train(self, model: Any, train_ds: Any, val_ds: Any, train_cfg: Any, *, local: Callable[..., Any], **kwargs: Any) -> Any: ...
+
+
+class LocalRunner:
+    """Jobs in this process (one worker, or fewer than 4 jobs) or in a pool of ``workers``
+    processes (default: every CPU this process may use); training in this process."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self._workers = default_workers() if workers is None else max(1, int(workers))
+
+    @property
+    def workers(self) -> int:
+        return self._workers
+
+    def __repr__(self) -> str:
+        return f"LocalRunner(workers={self._workers})"
+
+    def run_jobs(self, jobs: Sequence[ExtractJob], cfg: Config, cache_root: str | Path) -> Iterator[JobResult]:
+        """Results of ``jobs`` as they finish (see :class:`Runner`)."""
+        return _run_local(list(jobs), cfg, str(cache_root), self._workers)
+
+    def train(self, model: Any, train_ds: Any, val_ds: Any, train_cfg: Any, *, local: Callable[..., Any], **kwargs: Any) -> Any:
+        """``local(model, train_ds, val_ds, train_cfg, **kwargs)``: training in this process."""
+        return local(model, train_ds, val_ds, train_cfg, **kwargs)
+
+
+def _run_local(jobs: list[ExtractJob], cfg: Config, cache_root: str, workers: int) -> Iterator[JobResult]:
     """Run jobs here (``workers <= 1`` or few jobs) or in a process pool; results as they finish."""
     if workers <= 1 or len(jobs) < _MIN_PARALLEL:
         cache = FeatureCache(cache_root)
@@ -216,23 +261,3 @@ def local_backend(jobs: Sequence[ExtractJob], cfg: Config, cache_root: str, work
             yield from done
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-Backend = Callable[[Sequence[ExtractJob], Config, str, int], Iterator[JobResult]]
-_BACKENDS: dict[str, Backend] = {"local": local_backend}
-
-
-def register_backend(name: str, backend: Backend) -> None:
-    """Make ``backend(jobs, cfg, cache_root, workers)`` available as ``run_jobs(backend=name)``."""
-    _BACKENDS[name] = backend
-
-
-def run_jobs(jobs: Sequence[ExtractJob], cfg: Config, cache_root: str | Path, *, workers: int = 1,
-             backend: str = "local") -> Iterator[JobResult]:
-    """Results of ``jobs`` (in completion order), computed by the named backend.
-
-    Every job yields exactly one :class:`JobResult`; unreadable files have ``error`` set.
-    """
-    if backend not in _BACKENDS:
-        raise ParameterError(f"The 'backend' parameter of run_jobs must be one of {sorted(_BACKENDS)}. Got {backend!r} instead.")
-    return _BACKENDS[backend](list(jobs), cfg, str(cache_root), max(1, int(workers)))

@@ -28,7 +28,11 @@ __all__ = ["ClipItem", "ClipDataset", "build_items"]
 
 @dataclass(frozen=True)
 class ClipItem:
-    """One clip: where its features are, which clip of the file, its class index."""
+    """One clip: where its features are, which clip of the file, its class index.
+
+    A pointer into one :class:`~cultural_music.features.cache.FeatureEntry` (the layer below:
+    one file's cached features, which a job's ``JobResult`` carries): ``clean_path``,
+    ``rel_path``, ``aug_path`` and ``n_variants`` are the entry's, ``clip`` indexes its clips."""
 
     clean_path: Path
     clip: int

@@ -1,7 +1,10 @@
-"""Training end to end: scan -> split -> features -> train -> model folder.
+"""Training end to end: scan -> features -> split -> train -> model folder.
 
-This is the one place that strings the stages together; the CLI only parses flags and calls
-:func:`run_training`.
+This is the one place that strings the stages together, in two steps: :func:`prepare` (scan the
+folder, read the groups CSV, extract or find the clean features, warn once) gives
+:class:`PreparedData`; :func:`fit` splits it, trains and writes one model folder.
+:func:`run_training` is both; cross-validation prepares once and fits every fold.  Where the
+work runs is the :class:`~cultural_music.features.jobs.Runner` the CLI chose.
 """
 
 from __future__ import annotations
@@ -10,30 +13,33 @@ import os
 import shutil
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from cultural_music.training.artifact import SPLIT_FILE, file_sha256, save_artifact
 from cultural_music.atomic import atomic_write_json, ensure_dir
-from cultural_music.features.cache import FeatureCache, default_cache_dir
 from cultural_music.config import Config
-from cultural_music.training.clip_dataset import ClipDataset, build_items
 from cultural_music.data.dataset import DatasetScan, Recording, Skipped, read_groups_csv, scan_folder, split_recordings, write_split_csv
 from cultural_music.errors import DatasetError, OutputError
-from cultural_music.features.extract import ExtractResult, default_workers, extract_features
+from cultural_music.features.cache import FeatureCache, default_cache_dir
+from cultural_music.features.extract import ExtractResult, extract_features
+from cultural_music.features.jobs import LocalRunner, Runner, default_workers
 from cultural_music.models import applicable_settings, build_model
+from cultural_music.training.artifact import SPLIT_FILE, file_sha256, save_artifact
+from cultural_music.training.clip_dataset import ClipDataset, build_items
 from cultural_music.training.loop import CHECKPOINT_NAME, train_model
 
-__all__ = ["TrainingRun", "run_training", "prepare_dataset", "usable_recordings", "summary_table"]
+__all__ = ["TrainingRun", "PreparedData", "prepare", "fit", "run_training", "summary_table"]
+
+Assign = Callable[[list[Recording]], list[Recording]]
 
 
 @dataclass
 class TrainingRun:
-    """What :func:`run_training` produced."""
+    """What :func:`run_training` / :func:`fit` produced."""
 
     model_dir: Path
     classes: list[str]
@@ -43,32 +49,75 @@ class TrainingRun:
     best_epoch: int
 
 
-def usable_recordings(
+@dataclass
+class PreparedData:
+    """A data folder ready to split: the scan (``skipped`` also lists files that failed to
+    decode), the usable recordings (``split`` not set; identical audio shares a group), their
+    clean features, and the settings, cache and runner that made them."""
+
+    scan: DatasetScan
+    recordings: list[Recording]
+    features: ExtractResult
+    cfg: Config
+    cache: FeatureCache
+    runner: Runner
+    progress: bool = True
+    log: Callable[[str], Any] = field(default=print, repr=False)
+
+    def split(self, assign_split: Assign | None = None) -> tuple[list[Recording], ExtractResult, list[Skipped]]:
+        """Split by group and add the augmented variants of the training files (cached).
+
+        ``assign_split`` maps the usable recordings to recordings with ``split`` set (default:
+        :func:`split_recordings` with the config's fractions and seed; cross-validation passes
+        its fold assignment).  Returns the split recordings, their features (clean entries, and
+        augmented ones for training files) and every skipped file; ``self`` is not changed.
+        """
+        cfg, usable = self.cfg, list(self.recordings)
+        if assign_split is None:
+            recordings = split_recordings(usable, val_fraction=cfg.train.val_fraction, test_fraction=cfg.train.test_fraction, seed=cfg.train.seed)
+        else:
+            recordings = assign_split(usable)
+        clean = self.features
+        features = ExtractResult(dict(clean.entries), list(clean.skipped), clean.n_decoded, clean.n_indexed)
+        skipped = list(self.scan.skipped)
+        if cfg.augment.n_variants > 0:
+            train_recs = [r for r in recordings if r.split == "train"]
+            aug = extract_features(train_recs, cfg, self.cache, runner=self.runner, progress=self.progress, desc="augmented variants")
+            skipped.extend(aug.skipped)
+            features.entries.update(aug.entries)
+            features.n_decoded += aug.n_decoded
+        return recordings, features, skipped
+
+
+def prepare(
     data_dir: str | Path,
     cfg: Config,
-    cache: FeatureCache,
     *,
+    cache: FeatureCache | None = None,
+    runner: Runner | None = None,
     groups_csv: str | Path | None = None,
-    workers: int = 1,
     progress: bool = True,
     log: Callable[[str], Any] = print,
-    backend: str = "local",
-) -> tuple[DatasetScan, list[Recording], ExtractResult]:
-    """Scan (with the optional group CSV), extract clean features (cached) and keep the files
-    that decoded; identical audio under several paths is put in one group.
+) -> PreparedData:
+    """Scan ``data_dir`` (with the optional group CSV), extract its clean features (cached) and
+    keep the files that decoded; warnings (scan, identical audio, skipped files) are logged once.
 
-    Returns the scan (``skipped`` also lists files that failed to decode), the usable
-    recordings (``split`` not set) and the features.  Raises :class:`DatasetError` when a class
-    has no usable file or fewer than 2 classes remain.
+    ``cache`` defaults to the default cache folder, ``runner`` to a :class:`LocalRunner` on
+    every core.  Raises :class:`DatasetError` when a class has no usable file or fewer than 2
+    classes remain.
     """
+    cache = FeatureCache(default_cache_dir()) if cache is None else cache
+    runner = LocalRunner() if runner is None else runner
     scan = scan_folder(data_dir)
     if groups_csv is not None:
         scan = read_groups_csv(groups_csv, scan)
     for w in scan.warnings:
         log(f"warning: {w}")
-    clean = extract_features(scan.recordings, cfg, cache, augment_splits=(), workers=workers, progress=progress,
-                             desc="decode + features", backend=backend)
+    clean = extract_features(scan.recordings, cfg, cache, augment_splits=(), runner=runner, progress=progress,
+                             desc="decode + features")
     scan.skipped.extend(clean.skipped)
+    if scan.skipped:
+        log(f"skipped {len(scan.skipped)} file(s):\n" + format_skipped(scan.skipped))
     usable = [r for r in scan.recordings if r.rel_path in clean.entries]
     _check_duplicates(usable, clean, log)
     empty = sorted(set(scan.classes) - {r.label for r in usable})
@@ -76,41 +125,7 @@ def usable_recordings(
         raise DatasetError(f"class(es) with no usable file: {', '.join(empty)} (see the skipped files above)")
     if len({r.label for r in usable}) < 2:
         raise DatasetError("fewer than 2 classes have usable files")
-    return scan, usable, clean
-
-
-def prepare_dataset(
-    data_dir: str | Path,
-    cfg: Config,
-    cache: FeatureCache,
-    *,
-    groups_csv: str | Path | None = None,
-    workers: int = 1,
-    assign_split: Callable[[list[Recording]], list[Recording]] | None = None,
-    progress: bool = True,
-    log: Callable[[str], Any] = print,
-    backend: str = "local",
-) -> tuple[DatasetScan, list[Recording], ExtractResult]:
-    """:func:`usable_recordings`, then split by group and add augmented variants.
-
-    ``assign_split`` maps the usable recordings to recordings with ``split`` set (default:
-    :func:`split_recordings` with the config's fractions and seed; cross-validation passes
-    its fold assignment); ``backend`` runs the extraction (``"local"`` or ``"ray"``).  Returns
-    the scan (with every skipped file), the split recordings and the features.
-    """
-    scan, usable, clean = usable_recordings(data_dir, cfg, cache, groups_csv=groups_csv, workers=workers,
-                                            progress=progress, log=log, backend=backend)
-    if assign_split is None:
-        recordings = split_recordings(usable, val_fraction=cfg.train.val_fraction, test_fraction=cfg.train.test_fraction, seed=cfg.train.seed)
-    else:
-        recordings = assign_split(usable)
-    train_recs = [r for r in recordings if r.split == "train"]
-    if cfg.augment.n_variants > 0:
-        aug = extract_features(train_recs, cfg, cache, workers=workers, progress=progress, desc="augmented variants", backend=backend)
-        scan.skipped.extend(aug.skipped)
-        clean.entries.update(aug.entries)
-        clean.n_decoded += aug.n_decoded
-    return scan, recordings, clean
+    return PreparedData(scan, usable, clean, cfg, cache, runner, progress, log)
 
 
 def _check_duplicates(recordings: list[Recording], extracted: ExtractResult, log: Callable[[str], Any]) -> None:
@@ -171,38 +186,48 @@ def run_training(
     groups_csv: str | Path | None = None,
     cache_dir: str | Path | None = None,
     workers: int | None = None,
+    runner: Runner | None = None,
     resume: bool = False,
-    assign_split: Callable[[list[Recording]], list[Recording]] | None = None,
+    assign_split: Assign | None = None,
     progress: bool = True,
     log: Callable[[str], Any] = print,
-    backend: str = "local",
-    address: str | None = None,
 ) -> TrainingRun:
-    """Train a model on a folder-per-class data set and write the model folder.
+    """Train a model on a folder-per-class data set and write the model folder: :func:`prepare`
+    then :func:`fit`.
+
+    ``runner`` runs the feature jobs and the training (default: a :class:`LocalRunner` of
+    ``workers`` processes, default every core).  ``cluster.runner.RayRunner`` (docs/cluster.md)
+    extracts with Ray tasks and trains data-parallel on its workers (except a full-batch L-BFGS
+    head, which trains in this process in seconds); data, cache and ``out_dir`` must then be at
+    the same path on every node.  See :func:`fit` for what is written where.
+    """
+    from cultural_music.models.res_cnn import check_input_size
+
+    check_input_size(cfg)  # before anything is decoded or written
+    ensure_dir(_check_out_dir(Path(out_dir)))
+    runner = LocalRunner(workers) if runner is None else runner
+    torch.set_num_threads(default_workers())
+    prepared = prepare(data_dir, cfg, cache=FeatureCache(cache_dir or default_cache_dir()), runner=runner,
+                       groups_csv=groups_csv, progress=progress, log=log)
+    return fit(prepared, out_dir, assign_split=assign_split, resume=resume)
+
+
+def fit(prepared: PreparedData, out_dir: str | Path, *, assign_split: Assign | None = None, resume: bool = False) -> TrainingRun:
+    """Split ``prepared`` (``assign_split``: see :meth:`PreparedData.split`), train, write the model folder.
 
     Writes ``model.safetensors``, ``model.json``, ``history.json``, ``split.csv`` and the
     training-curve plots into ``<out_dir>.tmp-<pid>`` beside ``out_dir`` and swaps that folder in
     only when complete (an existing model folder stays intact until then; the temp folder is
     removed on failure).  ``checkpoint.pt`` is kept in ``out_dir`` during training, where
     ``resume`` finds it; it goes with the old folder when the new one is in place.
-
-    ``backend="ray"`` (docs/cluster.md) extracts features with Ray tasks and trains data-parallel
-    (except a full-batch L-BFGS head, which trains in this process in seconds) on ``workers`` Ray actors (default: one per node of the cluster at ``address``; without
-    ``address``, a local Ray instance with ``workers`` CPUs, default all cores); data, cache and
-    ``out_dir`` must then be at the same path on every node.
     """
-    from cultural_music.models.res_cnn import check_input_size
-
-    check_input_size(cfg)  # before anything is decoded or written
     out = _check_out_dir(Path(out_dir))
     ensure_dir(out)  # holds checkpoint.pt during the run (beside an old model, which stays usable)
     build = out.parent / f"{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(build, ignore_errors=True)
     ensure_dir(build)
     try:
-        run = _train_into(build, out, data_dir, cfg, groups_csv=groups_csv, cache_dir=cache_dir, workers=workers,
-                          resume=resume, assign_split=assign_split, progress=progress, log=log, backend=backend,
-                          address=address)
+        run = _fit_into(build, out, prepared, assign_split, resume)
         _swap_in(build, out)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
@@ -236,37 +261,14 @@ def _swap_in(build: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _train_into(
-    out: Path,
-    ckpt_dir: Path,
-    data_dir: str | Path,
-    cfg: Config,
-    *,
-    groups_csv: str | Path | None,
-    cache_dir: str | Path | None,
-    workers: int | None,
-    resume: bool,
-    assign_split: Callable[[list[Recording]], list[Recording]] | None,
-    progress: bool,
-    log: Callable[[str], Any],
-    backend: str,
-    address: str | None,
-) -> TrainingRun:
-    """The whole run, writing the model folder ``out`` and checkpoints into ``ckpt_dir``."""
-    cache = FeatureCache(cache_dir or default_cache_dir())
-    if backend == "ray":  # default workers: one per node of a cluster, else this machine's cores
-        from cultural_music.cluster.session import cluster_nodes, connect
-
-        connect(address, num_cpus=workers or default_workers())
-        workers = workers or (cluster_nodes() if address else default_workers())
-    workers = default_workers() if workers is None else max(1, workers)
+def _fit_into(out: Path, ckpt_dir: Path, prepared: PreparedData, assign_split: Assign | None, resume: bool) -> TrainingRun:
+    """The training run, writing the model folder ``out`` and checkpoints into ``ckpt_dir``."""
+    cfg, log = prepared.cfg, prepared.log
     torch.set_num_threads(default_workers())
-    scan, recordings, extracted = prepare_dataset(
-        data_dir, cfg, cache, groups_csv=groups_csv, workers=workers, assign_split=assign_split, progress=progress, log=log,
-        backend=backend,
-    )
-    if scan.skipped:
-        log(f"skipped {len(scan.skipped)} file(s):\n" + format_skipped(scan.skipped))
+    recordings, extracted, skipped = prepared.split(assign_split)
+    new = skipped[len(prepared.scan.skipped):]  # the clean-feature skips were reported by prepare
+    if new:
+        log(f"skipped {len(new)} file(s):\n" + format_skipped(new))
     log(summary_table(recordings, extracted))
     write_split_csv(out / SPLIT_FILE, recordings)
     classes = sorted({r.label for r in recordings})
@@ -275,34 +277,23 @@ def _train_into(
     log(f"training '{cfg.train.model}' on {len(train_ds)} clips, validating on {len(val_ds)} clips")
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.train.model, n_classes=len(classes), n_rows=cfg.features.n_rows)
-    if backend == "ray" and cfg.train.optimizer == "lbfgs":
-        # a full-batch L-BFGS head sees every clip on every rank: data parallelism would only repeat it
-        log("the L-BFGS head trains here, in seconds; Ray did the feature extraction")
-        result = train_model(model, train_ds, val_ds, cfg.train, checkpoint_dir=ckpt_dir, resume=resume, log=log)
-    elif backend == "ray":
-        from cultural_music.cluster.ray_train import train_on_ray
-
-        log(f"data-parallel training on {workers} Ray worker(s)")
-        result = train_on_ray(model, train_ds, val_ds, cfg.train, workers=workers, checkpoint_dir=ckpt_dir, resume=resume, log=log)
-    else:
-        result = train_model(model, train_ds, val_ds, cfg.train, checkpoint_dir=ckpt_dir, resume=resume, log=log)
+    result = prepared.runner.train(model, train_ds, val_ds, cfg.train, local=train_model, checkpoint_dir=ckpt_dir,
+                                   resume=resume, log=log)
     atomic_write_json(out / "history.json", result.history)
-    data_summary = _data_summary(scan, recordings, extracted)
-    post = fit_on_validation(model, val_ds)
     save_artifact(
         out, model, classes=classes, config=cfg, model_name=cfg.train.model,
         extra={
             "training": {**_training_summary(result), "train_clips": len(train_ds), "val_clips": len(val_ds)},
             "settings": applicable_settings(cfg),
-            "data": data_summary,
+            "data": _data_summary(prepared.scan.root, skipped, recordings, extracted),
             "split_sha256": file_sha256(out / SPLIT_FILE),
-            **post,
+            **fit_on_validation(model, val_ds, extracted, cfg),
         },
     )
     from cultural_music.metrics.plots import plot_history
 
     plot_history(result.history, out / "plots", best_epoch=result.best_epoch)
-    return TrainingRun(out, classes, recordings, scan.skipped, result.history, result.best_epoch)
+    return TrainingRun(out, classes, recordings, skipped, result.history, result.best_epoch)
 
 
 def _training_summary(result: Any) -> dict[str, Any]:
@@ -316,28 +307,33 @@ def _training_summary(result: Any) -> dict[str, Any]:
             "stopped_early": result.stopped_early}
 
 
-def fit_on_validation(model: torch.nn.Module, val_ds: ClipDataset) -> dict[str, Any]:
+def fit_on_validation(model: torch.nn.Module, val_ds: ClipDataset, extracted: ExtractResult, cfg: Config) -> dict[str, Any]:
     """Settings fitted on the validation split after training: calibration, then the
-    "uncertain" threshold on calibrated recording-level probabilities."""
+    "uncertain" threshold on calibrated recording-level probabilities, made from the clips by
+    :func:`~cultural_music.metrics.recording.recordings_from_clips` (weighted by real audio,
+    exactly as ``predict`` and ``evaluate`` make them; ``extracted`` gives the durations)."""
     from cultural_music.metrics.calibration import fit_temperature
     from cultural_music.metrics.classification import softmax
-    from cultural_music.metrics.classification import mean_by_group
-    from cultural_music.training.loop import predict_logits
+    from cultural_music.metrics.recording import recordings_from_clips
     from cultural_music.metrics.uncertainty import fit_threshold
+    from cultural_music.training.loop import predict_logits
 
     logits = predict_logits(model, val_ds)
-    labels = val_ds.labels
-    calibration = fit_temperature(logits, labels)
+    calibration = fit_temperature(logits, val_ds.labels)
     proba = softmax(logits, float(calibration.get("temperature", 1.0)))
-    rec_paths, rec_proba = mean_by_group([it.rel_path for it in val_ds.items], proba)
-    first = {}
+    rels = [it.rel_path for it in val_ds.items]
+    a = cfg.audio
+    rec_paths, rec_proba = recordings_from_clips(rels, proba, {r: extracted.entries[r].duration for r in set(rels)},
+                                                 window=float(a.clip_seconds), clip_samples=a.clip_samples, sample_rate=a.sample_rate)
+    first: dict[str, int] = {}
     for it in val_ds.items:
         first.setdefault(it.rel_path, it.label)
     rec_labels = np.array([first[p] for p in rec_paths], dtype=int)
     return {"calibration": calibration, "uncertain": fit_threshold(rec_proba, rec_labels)}
 
 
-def _data_summary(scan: DatasetScan, recordings: list[Recording], extracted: ExtractResult) -> dict[str, Any]:
+def _data_summary(root: Path, skipped: list[Skipped], recordings: list[Recording], extracted: ExtractResult) -> dict[str, Any]:
+    """model.json's ``data``: the data folder, files / minutes / clips per class and split, skipped files."""
     per: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(lambda: {"files": 0, "minutes": 0.0, "clips": 0}))
     for r in recordings:
         e = extracted.entries[r.rel_path]
@@ -346,7 +342,7 @@ def _data_summary(scan: DatasetScan, recordings: list[Recording], extracted: Ext
         cell["minutes"] += round(e.duration / 60.0, 4)
         cell["clips"] += e.n_clips
     return {
-        "data_dir": str(scan.root),
+        "data_dir": str(root),
         "per_class": {k: dict(v) for k, v in per.items()},
-        "skipped": [{"path": s.path, "reason": s.reason} for s in scan.skipped],
+        "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
     }
