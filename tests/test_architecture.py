@@ -31,7 +31,6 @@ RANK: dict[str, float] = {
 KNOWN: set[str] = {
     "long cultural_music.evaluation.cv.run_cv",
     "long cultural_music.evaluation.evaluate.run_evaluation",
-    "long cultural_music.training.loop.train_model",
     "long cultural_music.training.pipeline._train_into",
     "long cultural_music.metrics.classification.classification_metrics",
     "long cultural_music.features.extract.extract_features",
