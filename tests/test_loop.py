@@ -110,3 +110,11 @@ def test_local_batch_size_one_is_a_clear_error_for_batch_norm(tmp_path: Path) ->
     seed = build_model("seed-cnn", n_classes=2, n_mels=16)  # no batch norm: batch size 1 trains
     res = train_model(seed, train, val, TrainConfig(epochs=1, batch_size=1), log=lambda s: None)
     assert res.history[0]["clips_per_s"] > 0
+
+
+def test_fit_head_wants_a_full_batch_recipe(tmp_path: Path) -> None:
+    from cultural_music.errors import ParameterError
+
+    ds = _dataset(tmp_path, 4, "tr")
+    with pytest.raises(ParameterError, match="fit_head needs TrainConfig.optimizer 'lbfgs'"):
+        fit_head(build_model("seed-cnn", n_classes=2, n_mels=16), ds, ds, TrainConfig(), log=lambda s: None)

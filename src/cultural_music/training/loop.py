@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 
 from cultural_music.atomic import atomic_path
 from cultural_music.config import TrainConfig
-from cultural_music.errors import CulturalMusicError
+from cultural_music.errors import CulturalMusicError, ParameterError
 from cultural_music.training.clip_dataset import ClipDataset
 from cultural_music.training.context import LocalContext, TrainContext, has_batch_norm, make_loader
 from cultural_music.training.lbfgs import lbfgs_epoch
@@ -109,15 +109,16 @@ def predict_logits(model: nn.Module, ds: ClipDataset, *, batch_size: int = 32) -
 
 
 class _Step:
-    """What one training pass needs besides the data: loss, optimiser, schedule, mixup."""
+    """The learning-rate schedule over a run's optimisation steps (and the recipe, for mixup)."""
 
-    def __init__(self, cfg: TrainConfig, loss_fn: nn.Module, opt: torch.optim.Optimizer, steps_per_epoch: int) -> None:
-        self.cfg, self.loss_fn, self.opt = cfg, loss_fn, opt
+    def __init__(self, cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int) -> None:
+        self.cfg, self.opt = cfg, opt
         self.steps_per_epoch = max(1, steps_per_epoch)
         self.total = cfg.epochs * self.steps_per_epoch
         self.warmup = int(round(cfg.warmup_epochs * self.steps_per_epoch))
 
     def set_lr(self, step: int) -> None:
+        """Set every group's learning rate for optimisation step ``step`` (0-based)."""
         f = lr_factor(self.cfg.lr_schedule, step, self.total, warmup_steps=self.warmup)
         for g in self.opt.param_groups:
             g["lr"] = g["base_lr"] * f
@@ -206,7 +207,7 @@ def train_model(
         return fit_head(model, train_ds, val_ds, cfg, checkpoint_dir=checkpoint_dir, resume=resume,
                         class_weights=class_weights, log=log, dist=ctx)
     run = _Run(model, train_ds, val_ds, cfg, ctx, class_weights, log)
-    step = _Step(cfg, run.loss_fn, run.opt, len(ctx.train_loader(train_ds, cfg, 0)))
+    step = _Step(cfg, run.opt, len(ctx.train_loader(train_ds, cfg, 0)))
     run.resume_from(checkpoint_dir, resume)
     for epoch in range(run.start_epoch, cfg.epochs + 1):
         run.begin(epoch)
@@ -255,9 +256,12 @@ def fit_head(
         "iterations", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"}``
         (figures of the kept round; ``seconds`` summed); ``best_epoch`` is 1.
     """
+    if not is_full_batch(cfg):
+        raise ParameterError(f"fit_head needs TrainConfig.optimizer 'lbfgs' (a full-batch fit). Got {cfg.optimizer!r} instead: "
+                             "use train_model")
     ctx = dist if dist is not None else LocalContext()
     run = _Run(model, train_ds, val_ds, cfg, ctx, class_weights, log)
-    step = _Step(cfg, run.loss_fn, run.opt, 1)
+    step = _Step(cfg, run.opt, 1)
     run.resume_from(checkpoint_dir, resume)
     for rnd in range(run.start_epoch, cfg.epochs + 1):
         run.begin(rnd)
