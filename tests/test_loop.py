@@ -118,3 +118,16 @@ def test_fit_head_wants_a_full_batch_recipe(tmp_path: Path) -> None:
     ds = _dataset(tmp_path, 4, "tr")
     with pytest.raises(ParameterError, match="fit_head needs TrainConfig.optimizer 'lbfgs'"):
         fit_head(build_model("seed-cnn", n_classes=2, n_mels=16), ds, ds, TrainConfig(), log=lambda s: None)
+
+
+def test_ray_training_says_so_before_starting_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every rank would fail on its first step of one clip: the driver says so before Ray starts."""
+    from cultural_music.cluster import ray_train
+
+    def no_ray(*args: object, **kwargs: object) -> None:
+        raise AssertionError("Ray was started for a run that cannot train")
+
+    monkeypatch.setattr(ray_train, "connect", no_ray)
+    ds = _dataset(tmp_path, 8, "tr")
+    with pytest.raises(CulturalMusicError, match=r"batch_size 4 over 4 workers.*--batch-size 8"):
+        ray_train.train_on_ray(build_model("res-cnn", n_classes=2, n_mels=16), ds, ds, TrainConfig(batch_size=4), workers=4)

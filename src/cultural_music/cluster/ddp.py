@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cultural_music.config import TrainConfig
 from cultural_music.errors import CulturalMusicError
-from cultural_music.training.context import fails_on_one_clip
+from cultural_music.training.context import drops_lone_clip, fails_on_one_clip
 from cultural_music.training.sampling import balanced_sampler
 
 __all__ = ["DistContext", "init_process_group", "shutdown", "shard_indices", "state_digest"]
@@ -71,8 +71,7 @@ class DistContext:
         labels = np.asarray(getattr(ds, "labels"))
         idx = shard_indices(labels, self.rank, self.world_size, seed=cfg.seed + epoch, balanced=cfg.balanced_sampling)
         b = self.batch_size(cfg.batch_size)
-        drop_last = len(idx) > b and len(idx) % b == 1
-        return DataLoader(ds, batch_size=b, sampler=idx, drop_last=drop_last, num_workers=0)
+        return DataLoader(ds, batch_size=b, sampler=idx, drop_last=drops_lone_clip(len(idx), b), num_workers=0)
 
     def check_batches(self, model: nn.Module, ds: Dataset, cfg: TrainConfig) -> None:
         """A clear error if this rank's steps would hold one clip (``batch_size // world_size``

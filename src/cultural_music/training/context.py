@@ -19,7 +19,7 @@ from cultural_music.config import TrainConfig
 from cultural_music.errors import CulturalMusicError
 from cultural_music.training.sampling import balanced_sampler
 
-__all__ = ["TrainContext", "LocalContext", "make_loader", "has_batch_norm", "fails_on_one_clip"]
+__all__ = ["TrainContext", "LocalContext", "make_loader", "drops_lone_clip", "has_batch_norm", "fails_on_one_clip"]
 
 
 class TrainContext(Protocol):
@@ -39,10 +39,16 @@ class TrainContext(Protocol):
     def from_rank0(self, *values: float) -> tuple[float, ...]: ...
 
 
+def drops_lone_clip(n_items: int, batch_size: int) -> bool:
+    """Whether a pass over ``n_items`` in batches of ``batch_size`` ends with a batch of one clip,
+    which a training loader drops (batch norm cannot train on it)."""
+    return n_items > batch_size and n_items % batch_size == 1
+
+
 def make_loader(ds: Dataset, batch_size: int, *, shuffle: bool, seed: int, balanced: bool = False) -> DataLoader:
     """Batches of ``ds``; a training loader (``shuffle``) drops a last batch of one clip, which
     batch norm cannot train on.  ``balanced`` draws class-balanced with replacement."""
-    drop_last = shuffle and len(ds) > batch_size and len(ds) % batch_size == 1  # type: ignore[arg-type]
+    drop_last = shuffle and drops_lone_clip(len(ds), batch_size)  # type: ignore[arg-type]
     if balanced:
         sampler = balanced_sampler(getattr(ds, "labels"), seed=seed)
         return DataLoader(ds, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=0)
