@@ -155,7 +155,7 @@ def start_experiment(args: argparse.Namespace) -> tuple[Path, dict[str, str], Co
 
 def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
     """Every fold of one experiment (finished folds skipped); returns :func:`summarise`."""
-    from cultural_music.evaluation.evaluate import evaluate_model
+    from cultural_music.evaluation.evaluate import run_evaluation
     from cultural_music.training.pipeline import run_training
 
     if args.model == BASELINE:
@@ -170,7 +170,7 @@ def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
         run = run_training(data, fdir, cfg, groups_csv=data / "groups.csv", cache_dir=args.cache_dir, workers=args.workers,
                            assign_split=fold_split(folds, fold, args, cfg), progress=False, log=log)
         wall = time.perf_counter() - t0
-        m = evaluate_model(fdir, cache_dir=args.cache_dir, workers=args.workers, progress=False, plots=False, log=log)
+        m = run_evaluation(fdir, cache_dir=args.cache_dir, workers=args.workers, progress=False, plots=False, log=log).metrics
         rec = {
             "fold": fold, "clip_macro_f1": m["clip"]["macro_f1"], "clip_accuracy": m["clip"]["accuracy"],
             "rec_macro_f1": m["recording"]["macro_f1"], "rec_accuracy": m["recording"]["accuracy"],

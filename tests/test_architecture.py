@@ -27,10 +27,6 @@ RANK: dict[str, float] = {
     "cli": 10,
 }
 
-# Violations being removed by the architecture work; this list must end empty.
-KNOWN: set[str] = {
-    "long cultural_music.training.loop.train_model",
-}
 
 
 def _modules() -> dict[str, Path]:
@@ -121,15 +117,9 @@ def _circles(edges: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
-def test_no_new_arrow_up_circle_or_long_function():
-    new = sorted(_violations() - KNOWN)
-    assert not new, "new shape violations (see docs/architecture.md):\n" + "\n".join(new)
-
-
-def test_known_violations_are_still_there():
-    """A fixed violation must leave KNOWN, so the list only shrinks."""
-    gone = sorted(KNOWN - _violations())
-    assert not gone, "fixed, remove from KNOWN in tests/test_architecture.py:\n" + "\n".join(gone)
+def test_no_arrow_up_no_circle_no_long_function():
+    found = sorted(_violations())
+    assert not found, "shape violations (see docs/architecture.md):\n" + "\n".join(found)
 
 
 def test_the_checker_sees_an_arrow_up(tmp_path, monkeypatch):

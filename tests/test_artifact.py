@@ -59,7 +59,7 @@ def test_killed_retrain_leaves_the_old_model_folder_intact_and_resume_works(tmp_
 
 
 def test_evaluate_refuses_a_split_that_is_not_the_models(tmp_path: Path) -> None:
-    from cultural_music.evaluation.evaluate import evaluate_model
+    from cultural_music.evaluation.evaluate import run_evaluation
 
     data = make_tone_dataset(tmp_path / "data", per_class=4)
     out = tmp_path / "m"
@@ -70,7 +70,7 @@ def test_evaluate_refuses_a_split_that_is_not_the_models(tmp_path: Path) -> None
     swapped = [r.replace(",train", ",TMP").replace(",test", ",train").replace(",TMP", ",test") for r in rows]
     split.write_text("\n".join([header, *swapped]) + "\n")
     with pytest.raises(ModelLoadError, match="split.csv.*split_sha256"):
-        evaluate_model(out, cache_dir=tmp_path / "c", workers=1, progress=False, plots=False, report=False, log=lambda s: None)
+        run_evaluation(out, cache_dir=tmp_path / "c", workers=1, progress=False, plots=False, report=False, log=lambda s: None).metrics
     assert not (out / "metrics.json").exists()
 
 

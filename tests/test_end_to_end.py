@@ -11,7 +11,7 @@ import pytest
 from cultural_music.training.artifact import load_artifact
 from cultural_music.config import Config
 from cultural_music.errors import ModelLoadError
-from cultural_music.evaluation.evaluate import evaluate_model
+from cultural_music.evaluation.evaluate import run_evaluation
 from cultural_music.training.pipeline import run_training
 from cultural_music.inference.classifier import Classifier, format_prediction, predict_cultural_music_type
 
@@ -56,7 +56,7 @@ def test_no_recording_on_two_sides(trained: tuple[Path, Path]) -> None:
 
 
 def test_tones_beat_chance_on_test_split(trained: tuple[Path, Path]) -> None:
-    m = evaluate_model(trained[1], cache_dir=trained[1].parent / "cache", workers=1, progress=False, log=lambda s: None)
+    m = run_evaluation(trained[1], cache_dir=trained[1].parent / "cache", workers=1, progress=False, log=lambda s: None).metrics
     assert m["n"] == 6
     assert m["accuracy"] >= 0.8  # chance is 1/3
     for name in ("confusion_matrix.png", "roc.png", "pr.png", "accuracy.png", "loss.png"):

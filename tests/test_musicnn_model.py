@@ -38,11 +38,11 @@ def test_model_folder_records_backbone_and_embeddings_are_cached(trained: tuple[
 
 
 def test_musicnn_head_learns_tones_and_predicts_after_reload(trained: tuple[Path, Path], tmp_path: Path) -> None:
-    from cultural_music.evaluation.evaluate import evaluate_model
+    from cultural_music.evaluation.evaluate import run_evaluation
     from cultural_music.inference.classifier import Classifier
 
     data, model = trained
-    m = evaluate_model(model, cache_dir=model.parent / "cache", workers=1, progress=False, plots=False, log=lambda s: None)
+    m = run_evaluation(model, cache_dir=model.parent / "cache", workers=1, progress=False, plots=False, log=lambda s: None).metrics
     assert m["accuracy"] >= 0.8  # chance 1/3
     q = write(tmp_path / "q.wav", tone(300, 2.0, 22050, rng=np.random.default_rng(3)), 22050)  # resampled to 16 kHz
     assert Classifier.load(model).predict(q).label == "low"

@@ -162,14 +162,14 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path: Path) -> 
 
 
 def test_same_seed_gives_identical_weights_and_metrics(tmp_path: Path) -> None:
-    from cultural_music.evaluation.evaluate import evaluate_model
+    from cultural_music.evaluation.evaluate import run_evaluation
 
     data = make_tone_dataset(tmp_path / "data", per_class=4)
     cfg = CFG.replace(train={"epochs": 2})
     out = []
     for name in ("a", "b"):
         run_training(data, tmp_path / name, cfg, cache_dir=tmp_path / f"cache_{name}", **QUIET)
-        m = evaluate_model(tmp_path / name, cache_dir=tmp_path / f"cache_{name}", workers=1, progress=False, plots=False, log=lambda s: None)
+        m = run_evaluation(tmp_path / name, cache_dir=tmp_path / f"cache_{name}", workers=1, progress=False, plots=False, log=lambda s: None).metrics
         out.append((_state(tmp_path / name), m["recording"]["log_loss"], m["accuracy"]))
     assert all(torch.equal(out[0][0][k], out[1][0][k]) for k in out[0][0])
     assert out[0][1:] == out[1][1:]

@@ -42,7 +42,7 @@ def run_demo(
     metrics and the prediction lines.
     """
     from cultural_music.data.demo_data import make_demo_dataset, make_demo_queries
-    from cultural_music.evaluation.evaluate import evaluate_model
+    from cultural_music.evaluation.evaluate import run_evaluation
     from cultural_music.training.pipeline import run_training
     from cultural_music.inference.classifier import Classifier, format_prediction
 
@@ -60,7 +60,7 @@ def run_demo(
     )
     run = run_training(data, out / "model", cfg, cache_dir=cache_dir or out / "cache", workers=workers, progress=progress, log=log)
     log("== 3/4 evaluating on the sealed test split ==")
-    metrics = evaluate_model(run.model_dir, cache_dir=cache_dir or out / "cache", workers=workers, progress=progress, log=log)
+    metrics = run_evaluation(run.model_dir, cache_dir=cache_dir or out / "cache", workers=workers, progress=progress, log=log).metrics
     if show_metrics is not None:
         show_metrics(metrics)
     log("== 4/4 predicting fresh recordings ==")

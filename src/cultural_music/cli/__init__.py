@@ -47,7 +47,6 @@ for _command in COMMANDS:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (also used by tests)."""
     args = sys.argv[1:] if argv is None else argv
-    verbose = "--verbose" in args or "-v" in args
     try:
         cli.main(args=args, prog_name="cultural-music", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -55,24 +54,23 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        click.echo("aborted" if isinstance(exc, click.exceptions.Abort) else "interrupted", err=True)
         return 130
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        return 130
-    except CulturalMusicError as exc:
-        if verbose:
-            traceback.print_exc()
-        click.echo(f"error: {exc}", err=True)
-        return 1
     except MemoryError:
         click.echo("error: out of memory (try a smaller --batch-size or --workers 1)", err=True)
         return 1
-    except OSError as exc:
-        if verbose:
+    except (CulturalMusicError, OSError) as exc:
+        if "--verbose" in args or "-v" in args:
             traceback.print_exc()
-        name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        click.echo(f"error: {name}{exc.strerror or exc}", err=True)
+        click.echo(f"error: {_message(exc)}", err=True)
         return 1
     return 0  # commands report failure by raising (CulturalMusicError -> 1, usage -> 2)
+
+
+def _message(exc: BaseException) -> str:
+    """One line for an error: the package's own message, or ``FILE: reason`` for an OS error."""
+    if isinstance(exc, OSError) and not isinstance(exc, CulturalMusicError):
+        name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        return f"{name}{exc.strerror or exc}"
+    return str(exc)

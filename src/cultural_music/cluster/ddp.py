@@ -1,6 +1,7 @@
 """Data-parallel training core: torch ``DistributedDataParallel`` over gloo, on CPU.
 
-:func:`~cultural_music.training.loop.train_model` takes a :class:`DistContext` as ``dist``; then each of
+:func:`~cultural_music.training.loop.train_model` takes a :class:`DistContext` as ``dist`` (the
+data-parallel counterpart of :class:`~cultural_music.training.context.LocalContext`, same methods); then each of
 the ``world_size`` processes (ranks) trains the same model on its shard of the training set, and
 DDP averages the gradients after every backward pass, so the ranks' weights stay identical.
 
@@ -14,6 +15,8 @@ DDP averages the gradients after every backward pass, so the ranks' weights stay
   validation set, and rank 0's validation figures are broadcast, so every rank takes the same
   early-stopping decision.
 * Only rank 0 logs and writes (``is_writer``).
+* A rank's step of one clip, which batch norm cannot train on, is a clear error up front
+  (:meth:`DistContext.check_batches`).
 
 Usable without Ray: any launcher that starts ``world_size`` processes and calls
 :func:`init_process_group` in each (the tests use ``torch.multiprocessing``).
@@ -33,6 +36,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from cultural_music.config import TrainConfig
+from cultural_music.errors import CulturalMusicError
+from cultural_music.training.context import drops_lone_clip, fails_on_one_clip
 from cultural_music.training.sampling import balanced_sampler
 
 __all__ = ["DistContext", "init_process_group", "shutdown", "shard_indices", "state_digest"]
@@ -66,8 +71,21 @@ class DistContext:
         labels = np.asarray(getattr(ds, "labels"))
         idx = shard_indices(labels, self.rank, self.world_size, seed=cfg.seed + epoch, balanced=cfg.balanced_sampling)
         b = self.batch_size(cfg.batch_size)
-        drop_last = len(idx) > b and len(idx) % b == 1
-        return DataLoader(ds, batch_size=b, sampler=idx, drop_last=drop_last, num_workers=0)
+        return DataLoader(ds, batch_size=b, sampler=idx, drop_last=drops_lone_clip(len(idx), b), num_workers=0)
+
+    def check_batches(self, model: nn.Module, ds: Dataset, cfg: TrainConfig) -> None:
+        """A clear error if this rank's steps would hold one clip (``batch_size // world_size``
+        is 1, or a shard of one clip) and the model cannot train on one (batch norm).  Every
+        rank has the same shard length, so every rank raises alike, before any collective."""
+        shard = -(-len(ds) // self.world_size)  # type: ignore[arg-type]
+        if min(self.batch_size(cfg.batch_size), shard) > 1 or not fails_on_one_clip(model, ds):
+            return
+        if shard == 1:
+            raise CulturalMusicError(f"{len(ds)} training clips over {self.world_size} workers leave one clip per worker, "  # type: ignore[arg-type]
+                                     "but the model has batch norm, which cannot train on one clip: use fewer --workers")
+        raise CulturalMusicError(f"training.batch_size {cfg.batch_size} over {self.world_size} workers gives one clip per "
+                                 "worker and step, but the model has batch norm, which cannot train on one clip: use "
+                                 f"--batch-size {2 * self.world_size} or more, or fewer --workers")
 
     def merge_train(self, loss: float, accuracy: float, clips: int) -> tuple[float, float, int]:
         """Training loss and accuracy over all ranks (means weighted by clips), total clips."""

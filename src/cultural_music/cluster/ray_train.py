@@ -24,8 +24,9 @@ from torch import nn
 from cultural_music.config import TrainConfig
 from cultural_music.training.clip_dataset import ClipDataset
 from cultural_music.errors import CulturalMusicError, ParameterError
-from cultural_music.training.loop import TrainResult, train_model
+from cultural_music.cluster.ddp import DistContext
 from cultural_music.cluster.session import cluster_cpus, connect
+from cultural_music.training.loop import TrainResult, is_full_batch, train_model
 
 __all__ = ["TrainJob", "train_on_ray"]
 
@@ -110,6 +111,8 @@ def train_on_ray(model: nn.Module, train_ds: ClipDataset, val_ds: ClipDataset, c
     """
     if workers < 1:
         raise ParameterError(f"The 'workers' parameter of train_on_ray must be >= 1. Got {workers!r} instead.")
+    if not is_full_batch(cfg):  # a step of one clip per rank fails every rank alike: say so before starting any
+        DistContext(0, workers).check_batches(model, train_ds, cfg)
     ray = connect(None, num_cpus=workers)
     from ray.exceptions import GetTimeoutError, RayError
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy

@@ -62,9 +62,11 @@ class RayRunner:
     def train(self, model: Any, train_ds: Any, val_ds: Any, train_cfg: Any, *, local: Callable[..., Any],
               log: Callable[[str], Any] = print, **kwargs: Any) -> Any:
         """Data-parallel training on :attr:`workers` Ray actors (``cluster.ray_train.train_on_ray``),
-        except a full-batch L-BFGS head (``train_cfg.optimizer == "lbfgs"``): it sees every clip on
+        except a full-batch L-BFGS head (:func:`~cultural_music.training.loop.is_full_batch`): it sees every clip on
         every rank, so data parallelism would only repeat it; ``local`` trains it here, in seconds."""
-        if train_cfg.optimizer == "lbfgs":
+        from cultural_music.training.loop import is_full_batch
+
+        if is_full_batch(train_cfg):
             log("the L-BFGS head trains here, in seconds; Ray did the feature extraction")
             return local(model, train_ds, val_ds, train_cfg, log=log, **kwargs)
         from cultural_music.cluster.ray_train import train_on_ray

@@ -1,1 +1,1 @@
-"""evaluation stage."""
+"""Stage 5: score a model folder (evaluate), cross-validate (cv), write report.html."""

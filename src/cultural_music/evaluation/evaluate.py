@@ -35,7 +35,7 @@ from cultural_music.metrics.classification import classification_metrics, log_lo
 from cultural_music.metrics.recording import recordings_from_clips
 from cultural_music.training.loop import predict_logits
 
-__all__ = ["Evaluation", "evaluate_model", "run_evaluation", "evaluate_recordings", "clip_and_recording_probabilities", "prediction_rows",
+__all__ = ["Evaluation", "run_evaluation", "evaluate_recordings", "clip_and_recording_probabilities", "prediction_rows",
            "PREDICTIONS_FILE"]
 
 PREDICTIONS_FILE = "test_predictions.csv"
@@ -254,30 +254,6 @@ def _metrics(art: Artifact, res: dict[str, Any], data: str, skipped: list[Any]) 
         "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
     }
     return metrics, rows
-
-
-def evaluate_model(
-    model_dir: str | Path,
-    *,
-    data_dir: str | Path | None = None,
-    cache_dir: str | Path | None = None,
-    workers: int | None = None,
-    progress: bool = True,
-    plots: bool = True,
-    report: bool = True,
-    log: Callable[[str], Any] = print,
-) -> dict[str, Any]:
-    """Evaluate a model folder (see :func:`run_evaluation`) and return the ``metrics.json`` dict.
-
-    Returns
-    -------
-    dict
-        ``accuracy``, ``macro_f1``, ``balanced_accuracy``, ``n`` (recording level) plus
-        ``clip`` and ``recording`` sections, ``calibration`` (ECE / NLL before and after the
-        temperature), ``skipped`` files and, for external data, ``unknown_classes``.
-    """
-    return run_evaluation(model_dir, data_dir=data_dir, cache_dir=cache_dir, workers=workers, progress=progress,
-                          plots=plots, report=report, log=log).metrics
 
 
 def _write_plots(art: Artifact, res: dict[str, Any], metrics: dict[str, Any], plot_dir: Path) -> dict[str, Path]:

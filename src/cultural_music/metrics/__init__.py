@@ -1,1 +1,1 @@
-"""metrics stage."""
+"""Pure leaves: classification metrics, calibration, the uncertain threshold, recording-level aggregation, plots."""

@@ -11,7 +11,9 @@ epoch and the learning rate is a function of the step, so a run resumed from its
 checkpoint ends exactly where an uninterrupted one does.
 
 Data-parallel training (several processes, gradients averaged) passes a context as ``dist``
-(:class:`cultural_music.cluster.ddp.DistContext`); without it nothing distributed is touched.
+(:class:`cultural_music.cluster.ddp.DistContext`); the default, :class:`.context.LocalContext`,
+is one process (its collectives do nothing).  A full-batch recipe (L-BFGS) is one fit,
+:func:`fit_head`, to which :func:`train_model` hands it.
 """
 
 from __future__ import annotations
@@ -30,14 +32,15 @@ from torch.utils.data import DataLoader
 
 from cultural_music.atomic import atomic_path
 from cultural_music.config import TrainConfig
+from cultural_music.errors import CulturalMusicError, ParameterError
 from cultural_music.training.clip_dataset import ClipDataset
-from cultural_music.errors import CulturalMusicError
+from cultural_music.training.context import LocalContext, TrainContext, has_batch_norm, make_loader
 from cultural_music.training.lbfgs import lbfgs_epoch
 from cultural_music.training.mixup import mixup_batch
-from cultural_music.training.sampling import balanced_class_weights, balanced_sampler
+from cultural_music.training.sampling import balanced_class_weights
 from cultural_music.training.schedule import lr_factor
 
-__all__ = ["TrainResult", "train_model", "predict_logits", "make_optimizer", "CHECKPOINT_NAME"]
+__all__ = ["TrainResult", "train_model", "fit_head", "is_full_batch", "predict_logits", "make_optimizer", "CHECKPOINT_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -52,16 +55,15 @@ class TrainResult:
     best_state: dict[str, torch.Tensor] = field(default_factory=dict)
     stopped_early: bool = False
 
-
-def _loader(ds: ClipDataset, batch_size: int, *, shuffle: bool, seed: int, balanced: bool = False) -> DataLoader:
-    """Batches of ``ds``; a training loader (``shuffle``) drops a last batch of one clip, which
-    batch norm cannot train on."""
-    drop_last = shuffle and len(ds) > batch_size and len(ds) % batch_size == 1
-    if balanced:
-        sampler = balanced_sampler(ds.labels, seed=seed)
-        return DataLoader(ds, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=0)
-    gen = torch.Generator().manual_seed(seed)
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen, drop_last=drop_last, num_workers=0)
+    def summary(self) -> dict[str, Any]:
+        """model.json's training summary: epochs for an epoch loop; iterations, final loss and
+        the validation result once for a full-batch L-BFGS fit (:func:`fit_head`)."""
+        h = self.history[0]
+        if h.get("fit") == "lbfgs":
+            return {"fit": "lbfgs", "iterations": h["iterations"], "final_train_loss": h["train_loss"],
+                    "train_accuracy": h["train_accuracy"], "val_loss": h["val_loss"], "val_accuracy": h["val_accuracy"]}
+        return {"best_epoch": self.best_epoch, "best_val_loss": self.best_val_loss, "epochs_run": len(self.history),
+                "stopped_early": self.stopped_early}
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -102,20 +104,21 @@ def _n_classes(model: nn.Module, ds: ClipDataset) -> int:
 def predict_logits(model: nn.Module, ds: ClipDataset, *, batch_size: int = 32) -> np.ndarray:
     """Logits ``(n_items, n_classes)`` of a dataset, in order, in eval mode."""
     model.eval()
-    outs = [model(x).float() for x, _ in _loader(ds, batch_size, shuffle=False, seed=0)]
+    outs = [model(x).float() for x, _ in make_loader(ds, batch_size, shuffle=False, seed=0)]
     return torch.cat(outs).numpy() if outs else np.zeros((0, 0), dtype=np.float32)
 
 
 class _Step:
-    """What one training pass needs besides the data: loss, optimiser, schedule, mixup."""
+    """The learning-rate schedule over a run's optimisation steps (and the recipe, for mixup)."""
 
-    def __init__(self, cfg: TrainConfig, loss_fn: nn.Module, opt: torch.optim.Optimizer, steps_per_epoch: int) -> None:
-        self.cfg, self.loss_fn, self.opt = cfg, loss_fn, opt
+    def __init__(self, cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int) -> None:
+        self.cfg, self.opt = cfg, opt
         self.steps_per_epoch = max(1, steps_per_epoch)
         self.total = cfg.epochs * self.steps_per_epoch
         self.warmup = int(round(cfg.warmup_epochs * self.steps_per_epoch))
 
     def set_lr(self, step: int) -> None:
+        """Set every group's learning rate for optimisation step ``step`` (0-based)."""
         f = lr_factor(self.cfg.lr_schedule, step, self.total, warmup_steps=self.warmup)
         for g in self.opt.param_groups:
             g["lr"] = g["base_lr"] * f
@@ -154,6 +157,11 @@ def _epoch_pass(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, opt: t
     return loss_sum / max(weight_sum, 1e-12), correct / max(total, 1), total
 
 
+def is_full_batch(cfg: TrainConfig) -> bool:
+    """Whether ``cfg`` fits by full-batch L-BFGS (:func:`fit_head`) rather than mini-batch epochs."""
+    return cfg.optimizer == "lbfgs"
+
+
 def train_model(
     model: nn.Module,
     train_ds: ClipDataset,
@@ -164,9 +172,12 @@ def train_model(
     resume: bool = False,
     class_weights: torch.Tensor | None = None,
     log: Callable[[str], Any] = print,
-    dist: Any | None = None,
+    dist: TrainContext | None = None,
 ) -> TrainResult:
     """Fit ``model`` with the recipe of ``cfg`` and early stopping on validation loss.
+
+    A full-batch recipe (``cfg.optimizer == "lbfgs"``, :func:`is_full_batch`) goes to
+    :func:`fit_head`; otherwise mini-batch epochs run.
 
     Parameters
     ----------
@@ -179,9 +190,10 @@ def train_model(
         when ``cfg.class_weighting == "balanced"``, else none.  The validation loss uses the
         same weights (without label smoothing or mixup).
     dist
-        Data-parallel context (:class:`cultural_music.cluster.ddp.DistContext`): the model
-        is wrapped in ``DistributedDataParallel``, this rank trains on its shard with
-        ``batch_size // world_size`` clips per step, metrics and the early-stopping decision
+        Where this process stands (default: :class:`~cultural_music.training.context.LocalContext`,
+        one process).  A data-parallel rank (:class:`cultural_music.cluster.ddp.DistContext`)
+        wraps the model in ``DistributedDataParallel`` and trains on its shard with
+        ``batch_size // world_size`` clips per step; metrics and the early-stopping decision
         are shared by all ranks, and only rank 0 logs and writes the checkpoint.
 
     Returns
@@ -190,79 +202,143 @@ def train_model(
         ``best_state`` holds the weights of the epoch with the lowest validation loss (chosen
         on validation only); the model is left holding those weights.
     """
-    if len(train_ds) == 0 or len(val_ds) == 0:
-        raise CulturalMusicError("training needs at least one training clip and one validation clip")
-    if len(train_ds) < 2 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        raise CulturalMusicError(f"training needs at least 2 training clips (batch norm); got {len(train_ds)}: "
-                                 "add recordings or use longer clips")
-    model.to(memory_format=torch.channels_last)  # faster CPU conv/pool kernels (bench/train.py); same maths
-    opt = make_optimizer(model, cfg)
-    if class_weights is None and cfg.class_weighting == "balanced":
-        class_weights = balanced_class_weights(train_ds.labels, _n_classes(model, val_ds))
-    loss_fn = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=cfg.label_smoothing)
-    val_loss_fn = nn.CrossEntropyLoss(weight=class_weights)
-    net = model if dist is None else dist.wrap(model)  # forward + backward through net
-    if dist is not None and not dist.is_writer:
-        log = _silent
-
-    def train_loader(epoch: int) -> DataLoader:
-        if dist is not None:
-            return dist.train_loader(train_ds, cfg, epoch)
-        return _loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch, balanced=cfg.balanced_sampling)
-
-    step = _Step(cfg, loss_fn, opt, 1 if cfg.optimizer == "lbfgs" else len(train_loader(0)))
-    result = TrainResult()
-    start_epoch, bad_epochs = 1, 0
-    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        start_epoch, bad_epochs = _load_checkpoint(ckpt_path, model, opt, result)
-        log(f"resuming from {ckpt_path} at epoch {start_epoch}")
-    val_loader = _loader(val_ds, cfg.batch_size, shuffle=False, seed=0)
-    fitted = cfg.optimizer == "lbfgs"  # a fit to convergence: reported once, not per step
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        torch.manual_seed(cfg.seed * 100003 + epoch)
-        train_ds.set_epoch(epoch)
+    ctx = dist if dist is not None else LocalContext()
+    if is_full_batch(cfg):
+        return fit_head(model, train_ds, val_ds, cfg, checkpoint_dir=checkpoint_dir, resume=resume,
+                        class_weights=class_weights, log=log, dist=ctx)
+    run = _Run(model, train_ds, val_ds, cfg, ctx, class_weights, log)
+    step = _Step(cfg, run.opt, len(ctx.train_loader(train_ds, cfg, 0)))
+    run.resume_from(checkpoint_dir, resume)
+    for epoch in range(run.start_epoch, cfg.epochs + 1):
+        run.begin(epoch)
         t0 = time.perf_counter()
-        if cfg.optimizer == "lbfgs":  # full batch, fixed order: a deterministic objective
-            step.set_lr(epoch - 1)
-            full = _loader(train_ds, max(2, cfg.batch_size), shuffle=False, seed=0)  # batch norm: never 1 clip
-            tr_loss, tr_acc, n = lbfgs_epoch(net, full, loss_fn, opt, cfg.weight_decay)  # type: ignore[arg-type]
-        else:
-            tr_loss, tr_acc, n = _epoch_pass(net, train_loader(epoch), loss_fn, opt, step, epoch)
-        seconds = time.perf_counter() - t0
-        if dist is not None:
-            tr_loss, tr_acc, n = dist.merge_train(tr_loss, tr_acc, n)
-            dist.sync_state(model)
-        va_loss, va_acc, _ = _epoch_pass(model, val_loader, val_loss_fn, None)
-        if dist is not None:
-            va_loss, va_acc = dist.from_rank0(va_loss, va_acc)
-        result.history.append(
-            {"epoch": epoch, "train_loss": tr_loss, "train_accuracy": tr_acc, "val_loss": va_loss,
-             "val_accuracy": va_acc, "seconds": seconds, "clips_per_s": n / max(seconds, 1e-9),
-             "lr": float(opt.param_groups[-1]["lr"])}
-        )
-        if fitted:
-            result.history[-1]["iterations"] = _lbfgs_iterations(opt)
-        improved = va_loss < result.best_val_loss - 1e-6
-        if improved:
-            result.best_val_loss, result.best_epoch, bad_epochs = va_loss, epoch, 0
-            result.best_state = copy.deepcopy(model.state_dict())
-        else:
-            bad_epochs += 1
-        if not fitted:
-            log(f"epoch {epoch:3d}/{cfg.epochs}  loss {tr_loss:.4f} acc {tr_acc:.3f}  "
-                f"val_loss {va_loss:.4f} val_acc {va_acc:.3f}  {n / max(seconds, 1e-9):.1f} clips/s" + ("  *" if improved else ""))
-        if ckpt_path is not None and (dist is None or dist.is_writer):
-            _save_checkpoint(ckpt_path, model, opt, result, epoch, bad_epochs)
-        if bad_epochs >= cfg.patience:
-            result.stopped_early = True
-            if not fitted:
-                log(f"early stopping: no validation-loss improvement for {cfg.patience} epochs; best epoch {result.best_epoch}")
+        train = _epoch_pass(run.net, ctx.train_loader(train_ds, cfg, epoch), run.loss_fn, run.opt, step, epoch)
+        h, improved = run.end(epoch, train, time.perf_counter() - t0)
+        run.log(_epoch_line(h, cfg.epochs, improved))
+        run.checkpoint(epoch)
+        if run.out_of_patience():
+            run.log(f"early stopping: no validation-loss improvement for {cfg.patience} epochs; best epoch {run.result.best_epoch}")
             break
-    model.load_state_dict(result.best_state)
-    if fitted:
-        _as_fit(result, log)
-    return result
+    model.load_state_dict(run.result.best_state)
+    return run.result
+
+
+def _epoch_line(h: dict[str, Any], epochs: int, improved: bool) -> str:
+    """The log line of history record ``h`` (``*``: the best epoch so far)."""
+    return (f"epoch {h['epoch']:3d}/{epochs}  loss {h['train_loss']:.4f} acc {h['train_accuracy']:.3f}  "
+            f"val_loss {h['val_loss']:.4f} val_acc {h['val_accuracy']:.3f}  {h['clips_per_s']:.1f} clips/s"
+            + ("  *" if improved else ""))
+
+
+def fit_head(model: nn.Module, train_ds: ClipDataset, val_ds: ClipDataset, cfg: TrainConfig, **options: Any) -> TrainResult:
+    """Fit a small model (a linear head on embeddings) by full-batch L-BFGS, as one fit.
+
+    Up to ``cfg.epochs`` rounds of one L-BFGS step (20 iterations, :mod:`.lbfgs`) over the
+    whole training set in a fixed order; the weights of the round with the lowest validation
+    loss are kept (``cfg.patience`` rounds without improvement end the fit).  ``options``: the
+    keyword parameters of :func:`train_model`; the model keeps its memory format (L-BFGS flattens gradients).
+
+    Returns
+    -------
+    TrainResult
+        ``history`` is one record ``{"fit": "lbfgs", "epoch": 1, "steps", "steps_run",
+        "iterations", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"}``
+        (figures of the kept round; ``seconds`` summed); ``best_epoch`` is 1.
+    """
+    if not is_full_batch(cfg):
+        raise ParameterError(f"fit_head needs TrainConfig.optimizer 'lbfgs' (a full-batch fit). Got {cfg.optimizer!r} instead: "
+                             "use train_model")
+    opts = {"checkpoint_dir": None, "resume": False, "class_weights": None, "log": print, "dist": None}
+    unknown = set(options) - set(opts)
+    if unknown:
+        raise TypeError(f"fit_head() got unexpected keyword(s) {sorted(unknown)}")
+    opts.update(options)
+    ctx = opts["dist"] if opts["dist"] is not None else LocalContext()
+    run = _Run(model, train_ds, val_ds, cfg, ctx, opts["class_weights"], opts["log"])
+    step = _Step(cfg, run.opt, 1)
+    run.resume_from(opts["checkpoint_dir"], opts["resume"])
+    for rnd in range(run.start_epoch, cfg.epochs + 1):
+        run.begin(rnd)
+        t0 = time.perf_counter()
+        step.set_lr(rnd - 1)
+        full = make_loader(train_ds, max(2, cfg.batch_size), shuffle=False, seed=0)  # batch norm: never 1 clip
+        train = lbfgs_epoch(run.net, full, run.loss_fn, run.opt, cfg.weight_decay)  # type: ignore[arg-type]
+        h, _ = run.end(rnd, train, time.perf_counter() - t0)
+        h["iterations"] = _lbfgs_iterations(run.opt)
+        run.checkpoint(rnd)
+        if run.out_of_patience():
+            break
+    model.load_state_dict(run.result.best_state)
+    _as_fit(run.result, run.log)
+    return run.result
+
+
+class _Run:
+    """What a run carries from epoch to epoch: optimiser, losses, validation data, the result
+    so far, the checkpoint; the steps shared by :func:`train_model` and :func:`fit_head`."""
+
+    def __init__(self, model: nn.Module, train_ds: ClipDataset, val_ds: ClipDataset, cfg: TrainConfig,
+                 ctx: TrainContext, class_weights: torch.Tensor | None, log: Callable[[str], Any]) -> None:
+        if len(train_ds) == 0 or len(val_ds) == 0:
+            raise CulturalMusicError("training needs at least one training clip and one validation clip")
+        if len(train_ds) < 2 and has_batch_norm(model):
+            raise CulturalMusicError(f"training needs at least 2 training clips (batch norm); got {len(train_ds)}: "
+                                     "add recordings or use longer clips")
+        if not is_full_batch(cfg):  # L-BFGS flattens gradients: it keeps the plain memory format
+            ctx.check_batches(model, train_ds, cfg)
+            model.to(memory_format=torch.channels_last)  # faster CPU conv/pool kernels (bench/train.py); same maths
+        self.model, self.train_ds, self.cfg, self.ctx = model, train_ds, cfg, ctx
+        self.opt = make_optimizer(model, cfg)
+        if class_weights is None and cfg.class_weighting == "balanced":
+            class_weights = balanced_class_weights(train_ds.labels, _n_classes(model, val_ds))
+        self.loss_fn = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=cfg.label_smoothing)
+        self.val_loss_fn = nn.CrossEntropyLoss(weight=class_weights)
+        self.net = ctx.wrap(model)  # forward + backward through net
+        self.log = log if ctx.is_writer else _silent
+        self.result, self.start_epoch, self.bad_epochs = TrainResult(), 1, 0
+        self.ckpt_path: Path | None = None
+        self.val_loader = make_loader(val_ds, cfg.batch_size, shuffle=False, seed=0)
+
+    def resume_from(self, checkpoint_dir: str | Path | None, resume: bool) -> None:
+        """Checkpoint after every epoch into ``checkpoint_dir``; continue from it if ``resume``."""
+        self.ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
+        if resume and self.ckpt_path is not None and self.ckpt_path.exists():
+            self.start_epoch, self.bad_epochs = _load_checkpoint(self.ckpt_path, self.model, self.opt, self.result)
+            self.log(f"resuming from {self.ckpt_path} at epoch {self.start_epoch}")
+
+    def begin(self, epoch: int) -> None:
+        """Seed epoch ``epoch``'s random streams (dropout; the dataset's augmentation)."""
+        torch.manual_seed(self.cfg.seed * 100003 + epoch)
+        self.train_ds.set_epoch(epoch)
+
+    def end(self, epoch: int, train: tuple[float, float, int], seconds: float) -> tuple[dict[str, Any], bool]:
+        """Merge the training figures over ranks, validate, record the epoch and keep its
+        weights if the validation loss improved.  Returns (the history record, improved)."""
+        tr_loss, tr_acc, n = self.ctx.merge_train(*train)
+        self.ctx.sync_state(self.model)
+        va_loss, va_acc, _ = _epoch_pass(self.model, self.val_loader, self.val_loss_fn, None)
+        va_loss, va_acc = self.ctx.from_rank0(va_loss, va_acc)
+        record = {"epoch": epoch, "train_loss": tr_loss, "train_accuracy": tr_acc, "val_loss": va_loss,
+                  "val_accuracy": va_acc, "seconds": seconds, "clips_per_s": n / max(seconds, 1e-9),
+                  "lr": float(self.opt.param_groups[-1]["lr"])}
+        self.result.history.append(record)
+        improved = va_loss < self.result.best_val_loss - 1e-6
+        if improved:
+            self.result.best_val_loss, self.result.best_epoch, self.bad_epochs = va_loss, epoch, 0
+            self.result.best_state = copy.deepcopy(self.model.state_dict())
+        else:
+            self.bad_epochs += 1
+        return record, improved
+
+    def checkpoint(self, epoch: int) -> None:
+        """Write the checkpoint of epoch ``epoch`` (the writer only)."""
+        if self.ckpt_path is not None and self.ctx.is_writer:
+            _save_checkpoint(self.ckpt_path, self.model, self.opt, self.result, epoch, self.bad_epochs)
+
+    def out_of_patience(self) -> bool:
+        """Whether ``cfg.patience`` epochs in a row did not improve (then ``stopped_early``)."""
+        self.result.stopped_early = self.bad_epochs >= self.cfg.patience
+        return self.result.stopped_early
 
 
 def _lbfgs_iterations(opt: torch.optim.Optimizer) -> int:

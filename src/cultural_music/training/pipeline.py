@@ -283,7 +283,7 @@ def _fit_into(out: Path, ckpt_dir: Path, prepared: PreparedData, assign_split: A
     save_artifact(
         out, model, classes=classes, config=cfg, model_name=cfg.train.model,
         extra={
-            "training": {**_training_summary(result), "train_clips": len(train_ds), "val_clips": len(val_ds)},
+            "training": {**result.summary(), "train_clips": len(train_ds), "val_clips": len(val_ds)},
             "settings": applicable_settings(cfg),
             "data": _data_summary(prepared.scan.root, skipped, recordings, extracted),
             "split_sha256": file_sha256(out / SPLIT_FILE),
@@ -294,17 +294,6 @@ def _fit_into(out: Path, ckpt_dir: Path, prepared: PreparedData, assign_split: A
 
     plot_history(result.history, out / "plots", best_epoch=result.best_epoch)
     return TrainingRun(out, classes, recordings, skipped, result.history, result.best_epoch)
-
-
-def _training_summary(result: Any) -> dict[str, Any]:
-    """model.json's training summary: epochs for an epoch loop; iterations, final loss and the
-    validation result once for a full-batch L-BFGS fit."""
-    h = result.history[0]
-    if h.get("fit") == "lbfgs":
-        return {"fit": "lbfgs", "iterations": h["iterations"], "final_train_loss": h["train_loss"],
-                "train_accuracy": h["train_accuracy"], "val_loss": h["val_loss"], "val_accuracy": h["val_accuracy"]}
-    return {"best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss, "epochs_run": len(result.history),
-            "stopped_early": result.stopped_early}
 
 
 def fit_on_validation(model: torch.nn.Module, val_ds: ClipDataset, extracted: ExtractResult, cfg: Config) -> dict[str, Any]:
