@@ -18,6 +18,7 @@ __all__ = ["AudioConfig", "FeatureConfig", "AugmentConfig", "TrainConfig", "Conf
 
 
 PAD_MODES = ("repeat", "zeros")
+TUNABLE = ("logreg_c", "class_weighting")  #: TrainConfig settings a head search may choose
 #: Settings added after model folders were first written, per section, with the value that
 #: reproduces what an older folder meant (``audio.pad``: it was trained on zero padding;
 #: ``features.backbone``: it was part of ``kind``, see :class:`FeatureConfig`);
@@ -271,6 +272,13 @@ class TrainConfig:
         Draw training clips with replacement so that every class is equally likely per draw.
     backbone_lr_scale
         Learning-rate factor of a pretrained backbone being fine-tuned (models that expose one).
+    logreg_c
+        A convex head's (``musicnn``) inverse L2 strength, scikit-learn's ``C`` on the summed
+        class-weighted log loss: larger = weaker regularisation.
+    tune
+        Settings chosen by group cross-validation on the training side before the fit, from
+        ``"logreg_c"`` (6 values, 1e-3..100) and ``"class_weighting"`` (none, balanced); a convex
+        head only (``training.head_search``).  Empty: the settings above are used as they are.
     """
 
     model: str = "seed-cnn"
@@ -290,6 +298,8 @@ class TrainConfig:
     class_weighting: str = "none"
     balanced_sampling: bool = False
     backbone_lr_scale: float = 0.1
+    logreg_c: float = 1.0
+    tune: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_in_range("epochs", "TrainConfig", self.epochs, 1, 100000)
@@ -303,6 +313,10 @@ class TrainConfig:
         check_in_range("mixup_alpha", "TrainConfig", self.mixup_alpha, 0.0, 100.0)
         check_in_range("label_smoothing", "TrainConfig", self.label_smoothing, 0.0, 0.99)
         check_in_range("backbone_lr_scale", "TrainConfig", self.backbone_lr_scale, 0.0, 1.0)
+        check_positive("logreg_c", "TrainConfig", self.logreg_c)
+        if not isinstance(self.tune, tuple) or not set(self.tune) <= set(TUNABLE):
+            raise ParameterError(f"The 'tune' parameter of TrainConfig must be a tuple of names from {list(TUNABLE)}. "
+                                 f"Got {self.tune!r} instead.")
         for name, allowed in (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES), ("class_weighting", CLASS_WEIGHTINGS)):
             if getattr(self, name) not in allowed:
                 raise ParameterError(

@@ -22,7 +22,21 @@ from torch import nn
 from cultural_music.config import LOGMEL, Config
 from cultural_music.errors import ParameterError
 
-__all__ = ["applicable_settings", "register", "build_model", "available_models", "default_config", "model_defaults", "check_config"]
+__all__ = ["ConvexParts", "applicable_settings", "register", "build_model", "available_models", "default_config", "model_defaults", "check_config"]
+
+
+@dataclass
+class ConvexParts:
+    """What a head whose fit is convex exposes (``convex_parts()``; fitted by
+    ``training.convex_head``): ``pool`` maps the model input ``(batch, ...)`` to pooled features
+    ``(batch, d)``; the buffers ``mean``/``var`` ``(d,)`` and ``eps`` standardise them as
+    ``(z - mean) / sqrt(var + eps)``; ``linear`` maps the standardised features to logits."""
+
+    pool: Callable[[Any], Any]
+    mean: Any
+    var: Any
+    eps: float
+    linear: nn.Linear
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from torch import nn
 
 from cultural_music.config import MUSICNN_EMBEDDING, MUSICNN_EMBEDDING_DIM, MUSICNN_SAMPLE_RATE
 from cultural_music.errors import ParameterError
-from cultural_music.models import register
+from cultural_music.models import ConvexParts, register
 
 __all__ = ["EmbeddingHead", "MusicnnHead", "DEFAULTS"]
 
@@ -36,6 +36,10 @@ DEFAULTS: dict[str, dict[str, object]] = {
         "mixup_alpha": 0.0,
         "class_weighting": "balanced",
         "lr_schedule": "none",
+        # scikit-learn's C and the class weighting, chosen by group cross-validation on the
+        # training side (training.head_search); these values are used where it cannot fold
+        "logreg_c": 0.1,
+        "tune": ("logreg_c", "class_weighting"),
     },
 }
 
@@ -74,11 +78,23 @@ class EmbeddingHead(nn.Module):
         else:
             self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, n_classes))
 
-    def forward(self, emb: torch.Tensor) -> torch.Tensor:
-        """``(batch, dim, patches)`` -> ``(batch, n_classes)`` logits."""
+    def pool(self, emb: torch.Tensor) -> torch.Tensor:
+        """``(batch, dim, patches)`` -> pooled ``(batch, dim)`` (mean) or ``(batch, 2 * dim)`` (mean, max)."""
         pooled = emb.mean(dim=2)
         if self.pooling == "mean+max":
             pooled = torch.cat([pooled, emb.amax(dim=2)], dim=1)
+        return pooled
+
+    def convex_parts(self) -> ConvexParts | None:
+        """Pooling, standardisation and the one linear layer (``hidden=0``): logistic regression,
+        fitted by :mod:`cultural_music.training.convex_head`; ``None`` with a hidden layer."""
+        if len(self.net) != 2:
+            return None
+        return ConvexParts(self.pool, self.norm.running_mean, self.norm.running_var, self.norm.eps, self.net[-1])
+
+    def forward(self, emb: torch.Tensor) -> torch.Tensor:
+        """``(batch, dim, patches)`` -> ``(batch, n_classes)`` logits."""
+        pooled = self.pool(emb)
         if self.training:
             return self.net(self.norm(pooled))
         # eval: the same standardisation written out, which the ONNX exporter can translate
@@ -114,3 +130,10 @@ class MusicnnHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, 1, 1506, patches)`` embeddings -> ``(batch, n_classes)`` logits."""
         return self.head(x[:, 0])
+
+    def convex_parts(self) -> ConvexParts | None:
+        """The head's convex parts (see :meth:`EmbeddingHead.convex_parts`), pooling the model input."""
+        parts = self.head.convex_parts()
+        if parts is not None:
+            parts.pool = lambda x: self.head.pool(x[:, 0])
+        return parts

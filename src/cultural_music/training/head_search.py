@@ -1,0 +1,100 @@
+"""Choose a convex head's regularisation and class weighting by group cross-validation.
+
+In the spirit of scikit-learn's ``LogisticRegressionCV``, but group-aware and scored the way
+users are answered: for every ``C`` of a small grid (6 values over 5 decades) and every class
+weighting (none, balanced), the head is fitted on k-1 folds of the *training side* (folds by
+group: ``StratifiedGroupKFold``, so a performer, tonic or speaker is never on both sides) and
+scored on the held-out fold by recording-level macro-F1, the recording probabilities made by
+:func:`~cultural_music.metrics.recording.recordings_from_clips` (clips weighted by real audio).
+The test split never enters.  Ties go to the smaller C (stronger regularisation), then to no
+weighting.  The out-of-fold logits of the chosen setting are honest held-out answers for every
+training clip: calibration and the "uncertain" threshold are fitted on them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cultural_music.training.convex_head import HeadFit, fit_logreg
+
+__all__ = ["C_GRID", "WEIGHTINGS", "HeadChoice", "choose_head", "group_folds"]
+
+C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  #: scikit-learn's C (inverse L2 strength on the summed loss)
+WEIGHTINGS = ("none", "balanced")
+MAX_FOLDS = 5
+
+
+@dataclass
+class HeadChoice:
+    """The chosen ``C`` and ``class_weighting``, every setting's cross-validated score
+    (``table``: dicts with ``C``, ``class_weighting``, ``macro_f1``), the number of folds, and the
+    out-of-fold logits ``(n_clips, k)`` of the chosen setting (``None`` when nothing was searched)."""
+
+    C: float
+    class_weighting: str
+    n_folds: int
+    table: list[dict[str, Any]] = field(default_factory=list)
+    oof_logits: np.ndarray | None = None
+    reason: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        """model.json's ``head_search``."""
+        return {"C": self.C, "class_weighting": self.class_weighting, "folds": self.n_folds,
+                "scored_by": "recording macro-F1, group cross-validation on the training side", "grid": self.table,
+                **({"note": self.reason} if self.reason else {})}
+
+
+def group_folds(y: np.ndarray, groups: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Up to :data:`MAX_FOLDS` ``(fit, held_out)`` clip-index pairs, whole groups held out,
+    class proportions kept as far as groups allow; ``[]`` if there are fewer than 2 groups."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_groups = len(np.unique(groups))
+    if n_groups < 2:
+        return []
+    k = min(MAX_FOLDS, n_groups)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "least populated class has fewer members than n_splits"
+        folds = list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups))
+    return [(a, b) for a, b in folds if len(np.unique(y[a])) >= 2 and len(b)]
+
+
+def choose_head(z: np.ndarray, y: np.ndarray, groups: np.ndarray, n_classes: int, *, eps: float, seed: int,
+                score, C_values: tuple[float, ...] = C_GRID, weightings: tuple[str, ...] = WEIGHTINGS,
+                default: tuple[float, str]) -> HeadChoice:
+    """Search ``C_values`` x ``weightings`` on pooled features ``z`` ``(n, d)``, labels ``y`` and
+    groups ``groups`` ``(n,)`` (one per clip).  ``score(oof_logits) -> float`` scores out-of-fold
+    logits ``(n, k)`` (recording macro-F1, see the module docstring).  With one setting, or too
+    few groups to fold, ``default`` is returned unsearched."""
+    folds = group_folds(y, groups, seed)
+    if not folds or len(C_values) * len(weightings) < 2:
+        why = "" if folds else "too few groups to cross-validate: the configured settings are used"
+        return HeadChoice(default[0], default[1], len(folds), reason=why)
+    best: tuple[float, float, int] | None = None
+    table, chosen = [], None
+    for w_rank, weighting in enumerate(weightings):
+        oofs = _oof_path(z, y, n_classes, folds, C_values, weighting, eps)
+        for C, oof in zip(C_values, oofs):
+            f1 = float(score(oof))
+            table.append({"C": C, "class_weighting": weighting, "macro_f1": round(f1, 6)})
+            key = (f1, -C, -w_rank)  # ties: smaller C, then the earlier weighting (none)
+            if best is None or key > best:
+                best, chosen = key, (C, weighting, oof)
+    assert chosen is not None
+    return HeadChoice(chosen[0], chosen[1], len(folds), table, chosen[2])
+
+
+def _oof_path(z: np.ndarray, y: np.ndarray, n_classes: int, folds: list[tuple[np.ndarray, np.ndarray]],
+              C_values: tuple[float, ...], weighting: str, eps: float) -> list[np.ndarray]:
+    """Out-of-fold logits ``(n, k)`` for every C, the fits of one fold warm-started along the C path."""
+    oofs = [np.zeros((len(y), n_classes)) for _ in C_values]
+    for fit_idx, held in folds:
+        warm: HeadFit | None = None
+        for i in np.argsort(C_values):
+            warm = fit_logreg(z[fit_idx], y[fit_idx], n_classes, C=C_values[i], class_weighting=weighting, eps=eps, warm=warm)
+            oofs[i][held] = warm.logits(z[held], eps)
+    return oofs
