@@ -86,7 +86,7 @@ def test_the_search_sees_only_the_rows_it_is_given_and_picks_the_best_score() ->
     choice = choose_head(z, y, groups, 2, eps=1e-5, seed=0, score=score, default=(0.1, "balanced"))
     assert set(seen_rows) == {len(y)} and len(choice.table) == len(C_GRID) * 2
     order = {"none": 0, "balanced": 1}
-    top = max(choice.table, key=lambda r: (r["macro_f1"], -r["C"], -order[r["class_weighting"]]))
+    top = max(choice.table, key=lambda r: (r["macro_f1"], -r["log_loss"], -r["C"], -order[r["class_weighting"]]))
     assert (choice.C, choice.class_weighting) == (top["C"], top["class_weighting"])
     assert choice.oof_logits.shape == (len(y), 2)
 

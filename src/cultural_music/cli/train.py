@@ -60,6 +60,9 @@ def build_config(model_name: str, options: dict[str, Any]) -> Any:
         if value is not None and name in _FIELDS:
             section, field = _FIELDS[name]
             changes.setdefault(section, {})[field] = value
+    given = set(changes.get("train", {}))  # a setting given on the command line is not searched
+    if cfg.train.tune and given & set(cfg.train.tune):
+        changes.setdefault("train", {})["tune"] = tuple(t for t in cfg.train.tune if t not in given)
     backbone = options.get("backbone")
     if backbone is not None:
         if cfg.features.backbone is None:
@@ -113,11 +116,13 @@ _MODEL_OPTIONS = [
 @model_options
 @click.option("--groups", "groups_csv", type=click.Path(exists=True, dir_okay=False), default=None, help="CSV 'path,group': files of one group stay on one side of the split.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUT/checkpoint.pt (the new model is built beside OUT and swapped in when complete).")
+@click.option("--no-refit", is_flag=True, help="Keep the model trained on the train split only: no held-out evaluation and "
+              "no refit on every file (then score it with 'cultural-music evaluate').")
 @cache_option
 @workers_option
 @backend_options
 @quiet_option
-def train(data_dir: str, out_dir: str, model_name: str, groups_csv: str | None, resume: bool, cache_dir: str | None,
+def train(data_dir: str, out_dir: str, model_name: str, groups_csv: str | None, resume: bool, no_refit: bool, cache_dir: str | None,
           workers: int | None, backend: str, address: str | None, quiet: bool, **options: Any) -> None:
     """Train a classifier on DATA_DIR/<Class>/<files> and write a model folder.
 
@@ -125,16 +130,24 @@ def train(data_dir: str, out_dir: str, model_name: str, groups_csv: str | None, 
     data-parallel on --workers Ray workers (torch DDP; each worker gets batch-size / workers
     clips per step, so the global batch is unchanged); see docs/cluster.md.
     """
-    from cultural_music.training.pipeline import run_training
+    from cultural_music.evaluation.deploy import train_and_deploy
+    from cultural_music.training.pipeline import prepare_run
 
     runner = make_runner(backend, address, workers)
     cfg = build_config(model_name, options)
-    run = run_training(data_dir, out_dir, cfg, groups_csv=groups_csv, cache_dir=cache_dir, runner=runner,
-                       resume=resume, progress=not quiet, log=click.echo)
-    best = run.history[run.best_epoch - 1]
-    kept = "fitted" if best.get("fit") else f"best epoch {run.best_epoch}"
-    click.echo(f"{kept}: val_loss {best['val_loss']:.4f}, val_accuracy {best['val_accuracy']:.3f}")
-    click.echo(f"model saved to {run.model_dir} (evaluate it: cultural-music evaluate {run.model_dir})")
+    prepared = prepare_run(data_dir, out_dir, cfg, groups_csv=groups_csv, cache_dir=cache_dir, runner=runner,
+                           progress=not quiet, log=click.echo)
+    run, held = train_and_deploy(prepared, out_dir, refit=not no_refit, resume=resume)
+    if held is None:
+        best = run.history[run.best_epoch - 1]
+        kept = "fitted" if best.get("fit") else f"best epoch {run.best_epoch}"
+        click.echo(f"{kept}: val_loss {best['val_loss']:.4f}, val_accuracy {best['val_accuracy']:.3f}")
+        click.echo(f"model saved to {run.model_dir} (evaluate it: cultural-music evaluate {run.model_dir})")
+        return
+    click.echo(f"held-out test split, measured before the refit: accuracy {held['accuracy']:.4f}, macro-F1 "
+               f"{held['macro_f1']:.4f} ({held['n']} recordings; report: {run.model_dir / 'report.html'})")
+    click.echo(f"model saved to {run.model_dir}, trained on every file ({len(run.recordings)} recordings) "
+               f"('cultural-music evaluate {run.model_dir}' shows the held-out numbers; --data DIR scores other files)")
 
 
 @click.command()

@@ -35,7 +35,7 @@ from cultural_music.metrics.classification import classification_metrics, log_lo
 from cultural_music.metrics.recording import recordings_from_clips
 from cultural_music.training.loop import predict_logits
 
-__all__ = ["Evaluation", "run_evaluation", "evaluate_recordings", "clip_and_recording_probabilities", "prediction_rows",
+__all__ = ["Evaluation", "held_out_evaluation", "run_evaluation", "evaluate_recordings", "clip_and_recording_probabilities", "prediction_rows",
            "PREDICTIONS_FILE"]
 
 PREDICTIONS_FILE = "test_predictions.csv"
@@ -191,6 +191,8 @@ def run_evaluation(
         made in this run).
     """
     art = load_artifact(model_dir)
+    if data_dir is None and "refit" in art.meta:
+        return held_out_evaluation(art, log)
     torch.set_num_threads(default_workers())
     recordings, unknown, out_dir = _recordings_to_score(art, data_dir, log)
     cache = FeatureCache(cache_dir or default_cache_dir())
@@ -203,13 +205,35 @@ def run_evaluation(
                                plots=plots, report=report)
 
 
+def held_out_evaluation(art: Artifact, log: Callable[[str], Any] = print) -> Evaluation:
+    """The evaluation stored in a refitted model folder (``evaluation.deploy``): the test split was
+    scored before the refit, and the deployed weights have since seen it, so it is never scored
+    again; the stored ``metrics.json`` (and report) are returned as they are."""
+    import json
+
+    path = art.directory / "metrics.json"
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing; this model was refitted on every file, so its test split cannot be "
+                           "scored afresh: pass --data DIR with other labelled files")
+    metrics = json.loads(path.read_text(encoding="utf-8"))
+    log("this model was refitted on every file after its held-out evaluation: these are the metrics measured on the "
+        "test split BEFORE the refit (the deployed weights have since seen those files); --data DIR scores other files")
+    files = {"metrics": path, "predictions": art.directory / PREDICTIONS_FILE}
+    if (art.directory / "report.html").is_file():
+        files["report"] = art.directory / "report.html"
+    empty = np.zeros((0, len(art.classes)))
+    return Evaluation(metrics, art.classes, [], np.zeros(0, dtype=int), empty, np.zeros(0, dtype=int), empty, [], files)
+
+
 def evaluate_recordings(art: Artifact, recordings: list[Recording], extracted: Any, out_dir: Path, *, data: str = "test split",
-                        unknown: list[str] | None = None, plots: bool = True, report: bool = True) -> Evaluation:
+                        unknown: list[str] | None = None, plots: bool = True, report: bool = True,
+                        deployed: dict[str, Any] | None = None) -> Evaluation:
     """Score the ``"test"`` recordings with the model ``art`` (in memory) from their features
     ``extracted`` (an :class:`~cultural_music.features.extract.ExtractResult`) and write
     ``metrics.json``, ``test_predictions.csv`` and, if asked, plots and ``report.html`` into
     ``out_dir``.  ``data`` describes the data in ``metrics.json``; ``unknown`` (external data
-    only) lists class folders left out.  Cross-validation calls this for each fold.
+    only) lists class folders left out; ``deployed`` (``evaluation.deploy``) says what the model
+    deployed after this evaluation was trained on.  Cross-validation calls this for each fold.
     """
     res = clip_and_recording_probabilities(art, recordings, extracted, "test")
     if len(res["rec_true"]) == 0:
@@ -217,6 +241,8 @@ def evaluate_recordings(art: Artifact, recordings: list[Recording], extracted: A
     metrics, rows = _metrics(art, res, data, extracted.skipped)
     if unknown is not None:
         metrics["unknown_classes"] = unknown
+    if deployed is not None:
+        metrics["deployed"] = deployed
     files = {"metrics": out_dir / "metrics.json", "predictions": out_dir / PREDICTIONS_FILE}
     atomic_write_text(files["predictions"], predictions_csv_text(rows))
     images = _write_plots(art, res, metrics, out_dir / "plots") if plots else {}

@@ -219,6 +219,18 @@ def _curves(meta: dict[str, Any], images: dict[str, Path]) -> str:
             '<p class="sub">The dashed line marks the epoch kept (lowest validation loss).</p>')
 
 
+def _deployed(m: dict[str, Any]) -> str:
+    """What the deployed model saw, when it was refitted on every file after this evaluation."""
+    d = m.get("deployed")
+    if not d:
+        return ""
+    per = d.get("files_per_split", {})
+    return (f'<div class="note"><b>Measured before the refit.</b> These numbers are those of the model trained on the '
+            f'train split ({_e(per.get("train"))} files) and scored here on the test split it never saw. The model deployed '
+            f'in this folder was then trained again on every usable file ({_e(d.get("files"))}: train, val and test, '
+            f'these test files included) with the settings chosen before; it has no held-out score of its own.</div>')
+
+
 def render_report(*, metrics: dict[str, Any], meta: dict[str, Any], predictions: list[dict[str, Any]],
                   images: dict[str, Path], title: str = "Evaluation report", worst: int = 15) -> str:
     """The report as one HTML string (see :func:`write_report` for the arguments)."""
@@ -244,7 +256,7 @@ def render_report(*, metrics: dict[str, Any], meta: dict[str, Any], predictions:
            f"{m['n']} recordings, {m['n_clips']} clips")
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">'
             f"<title>{_e(title)}: {_e(model)}</title><style>{_CSS}</style></head><body><main>"
-            f'<h1>{_e(title)}</h1><p class="sub">{sub}</p><nav>{nav}</nav>{body}</main></body></html>\n')
+            f'<h1>{_e(title)}</h1><p class="sub">{sub}</p>{_deployed(m)}<nav>{nav}</nav>{body}</main></body></html>\n')
 
 
 def write_report(path: str | Path, *, metrics: dict[str, Any], meta: dict[str, Any], predictions: list[dict[str, Any]],

@@ -46,7 +46,9 @@ def plot_history(history: list[dict[str, float]], out_dir: str | Path, *, best_e
     for key, title in (("accuracy", "Accuracy"), ("loss", "Loss")):
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot(epochs, [h[f"train_{key}"] for h in history], marker="o", ms=3, label=f"train {key}")
-        ax.plot(epochs, [h[f"val_{key}"] for h in history], marker="o", ms=3, label=f"validation {key}")
+        if any(h.get(f"val_{key}") is not None for h in history):  # a refit on every file has no validation
+            ax.plot(epochs, [np.nan if h[f"val_{key}"] is None else h[f"val_{key}"] for h in history], marker="o", ms=3,
+                    label=f"validation {key}")
         if best_epoch:
             ax.axvline(best_epoch, color="grey", ls="--", lw=1, label=f"best epoch ({best_epoch})")
         ax.set_xlabel("epoch")
@@ -66,8 +68,11 @@ def _plot_fit(fit: dict[str, float], out_dir: Path) -> list[Path]:
     paths = []
     for key, title in (("accuracy", "Accuracy"), ("loss", "Loss")):
         fig, ax = plt.subplots(figsize=(6, 4))
-        values = [fit[f"train_{key}"], fit[f"val_{key}"]]
-        bars = ax.bar(["training", "validation"], values, color=["C0", "C1"])
+        names, values = ["training"], [fit[f"train_{key}"]]
+        if fit.get(f"val_{key}") is not None:  # a refit on every file has no held-out part
+            names.append(fit.get("held_out_name", "validation"))
+            values.append(fit[f"val_{key}"])
+        bars = ax.bar(names, values, color=["C0", "C1"][: len(values)])
         ax.bar_label(bars, fmt="%.3f")
         ax.set_ylabel(key)
         ax.set_title(f"{title} of the fit (full-batch L-BFGS, {int(fit.get('iterations', 0))} iterations):\n"

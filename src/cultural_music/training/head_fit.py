@@ -24,12 +24,12 @@ from cultural_music.config import Config
 from cultural_music.data.dataset import Recording
 from cultural_music.features.extract import ExtractResult
 from cultural_music.metrics.classification import softmax
-from cultural_music.metrics.recording import recordings_from_clips
+from cultural_music.training.calibrate import recording_level
 from cultural_music.training.clip_dataset import ClipDataset, build_items
 from cultural_music.training.convex_head import convex_parts, fit_logreg, pooled_features, write_head
 from cultural_music.training.head_search import C_GRID, WEIGHTINGS, HeadChoice, choose_head
 
-__all__ = ["ConvexFit", "fit_convex_head", "recording_level"]
+__all__ = ["ConvexFit", "fit_convex_head"]
 
 
 @dataclass
@@ -46,19 +46,6 @@ class ConvexFit:
     search: HeadChoice | None
     n_fit_clips: int
     held_out: str
-
-
-def recording_level(rels: list[str], logits: np.ndarray, labels: np.ndarray, extracted: ExtractResult, cfg: Config,
-                    temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Recording probabilities ``(n_rec, k)`` and labels ``(n_rec,)`` from clip logits, by the one
-    aggregation ``predict`` uses (clips weighted by their seconds of real audio)."""
-    a = cfg.audio
-    paths, proba = recordings_from_clips(rels, softmax(logits, temperature), {r: extracted.entries[r].duration for r in set(rels)},
-                                         window=float(a.clip_seconds), clip_samples=a.clip_samples, sample_rate=a.sample_rate)
-    first: dict[str, int] = {}
-    for r, y in zip(rels, labels):
-        first.setdefault(r, int(y))
-    return proba, np.array([first[p] for p in paths], dtype=int)
 
 
 def _macro_f1(rels: list[str], labels: np.ndarray, extracted: ExtractResult, cfg: Config, k: int) -> Callable[[np.ndarray], float]:
@@ -95,7 +82,7 @@ def fit_convex_head(model: nn.Module, recordings: list[Recording], extracted: Ex
     fit = fit_logreg(z, y, k, C=search.C, class_weighting=search.class_weighting, eps=eps)
     write_head(model, fit)
     train_logits = fit.logits(z, eps)
-    record = _record(fit.iterations, train_logits, y, search.oof_logits, y, time.perf_counter() - t0)
+    record = _record(fit.iterations, train_logits, y, search.oof_logits, y, time.perf_counter() - t0, "cross-validated")
     best = max(row["macro_f1"] for row in search.table)
     log(f"head: C={search.C:g}, class weighting {search.class_weighting}, chosen by {search.n_folds}-fold group "
         f"cross-validation on the train + val splits ({len(side)} recordings, recording macro-F1 {best:.3f}); "
@@ -115,24 +102,25 @@ def _fit_train_calibrate_val(model: nn.Module, recordings: list[Recording], extr
     write_head(model, fit)
     zv, yv = pooled_features(model, val_ds), val_ds.labels
     val_logits = fit.logits(zv, eps)
-    record = _record(fit.iterations, fit.logits(z, eps), y, val_logits, yv, time.perf_counter() - t0)
+    record = _record(fit.iterations, fit.logits(z, eps), y, val_logits, yv, time.perf_counter() - t0, "validation")
     why = f" ({search.reason})" if search is not None and search.reason else ""
+    val = f", validation accuracy {record['val_accuracy']:.3f}" if len(yv) else ""
     log(f"head: C={tc.logreg_c:g}, class weighting {tc.class_weighting}{why}; fitted on {len(y)} training clips by "
-        f"L-BFGS ({fit.iterations} iterations), validation accuracy {record['val_accuracy']:.3f}")
+        f"L-BFGS ({fit.iterations} iterations){val}")
     return ConvexFit(cfg, [record], val_logits, yv, [it.rel_path for it in val_ds.items], search, len(y), "the validation split")
 
 
 def _record(iterations: int, fit_logits: np.ndarray, fit_y: np.ndarray, held_logits: np.ndarray, held_y: np.ndarray,
-            seconds: float) -> dict[str, Any]:
+            seconds: float, held_name: str | None = None) -> dict[str, Any]:
     """The history record of a full-batch fit (the keys of ``training.loop.fit_head``'s)."""
     from cultural_music.metrics.classification import log_loss_nats
 
     def loss(logits: np.ndarray, y: np.ndarray) -> float:
-        return float(log_loss_nats(y, softmax(logits), n_classes=logits.shape[1])) if len(y) else float("nan")
+        return float(log_loss_nats(y, softmax(logits), n_classes=logits.shape[1])) if len(y) else None
 
     def acc(logits: np.ndarray, y: np.ndarray) -> float:
-        return float((logits.argmax(1) == y).mean()) if len(y) else float("nan")
+        return float((logits.argmax(1) == y).mean()) if len(y) else None
 
-    return {"fit": "lbfgs", "epoch": 1, "steps": 1, "steps_run": 1, "iterations": int(iterations),
+    return {"fit": "lbfgs", "epoch": 1, "held_out_name": "held out" if held_name is None else held_name, "steps": 1, "steps_run": 1, "iterations": int(iterations),
             "train_loss": loss(fit_logits, fit_y), "train_accuracy": acc(fit_logits, fit_y),
             "val_loss": loss(held_logits, held_y), "val_accuracy": acc(held_logits, held_y), "seconds": round(seconds, 3)}

@@ -6,8 +6,8 @@ weighting (none, balanced), the head is fitted on k-1 folds of the *training sid
 group: ``StratifiedGroupKFold``, so a performer, tonic or speaker is never on both sides) and
 scored on the held-out fold by recording-level macro-F1, the recording probabilities made by
 :func:`~cultural_music.metrics.recording.recordings_from_clips` (clips weighted by real audio).
-The test split never enters.  Ties go to the smaller C (stronger regularisation), then to no
-weighting.  The out-of-fold logits of the chosen setting are honest held-out answers for every
+The test split never enters.  Ties of macro-F1 (common on small sets) go to the lower
+out-of-fold log loss, then to the smaller C, then to no weighting.  The out-of-fold logits of the chosen setting are honest held-out answers for every
 training clip: calibration and the "uncertain" threshold are fitted on them.
 """
 
@@ -54,9 +54,9 @@ def group_folds(y: np.ndarray, groups: np.ndarray, seed: int) -> list[tuple[np.n
     from sklearn.model_selection import StratifiedGroupKFold
 
     n_groups = len(np.unique(groups))
-    if n_groups < 2:
+    k = min(MAX_FOLDS, n_groups, int(np.bincount(y).max()) if len(y) else 0)  # scikit-learn: k <= the largest class
+    if k < 2:
         return []
-    k = min(MAX_FOLDS, n_groups)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "least populated class has fewer members than n_splits"
         folds = list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups))
@@ -79,13 +79,20 @@ def choose_head(z: np.ndarray, y: np.ndarray, groups: np.ndarray, n_classes: int
     for w_rank, weighting in enumerate(weightings):
         oofs = _oof_path(z, y, n_classes, folds, C_values, weighting, eps)
         for C, oof in zip(C_values, oofs):
-            f1 = float(score(oof))
-            table.append({"C": C, "class_weighting": weighting, "macro_f1": round(f1, 6)})
-            key = (f1, -C, -w_rank)  # ties: smaller C, then the earlier weighting (none)
+            f1, nll = round(float(score(oof)), 6), round(_log_loss(oof, y), 6)
+            table.append({"C": C, "class_weighting": weighting, "macro_f1": f1, "log_loss": nll})
+            key = (f1, -nll, -C, -w_rank)  # ties: lower log loss, then smaller C, then no weighting
             if best is None or key > best:
                 best, chosen = key, (C, weighting, oof)
     assert chosen is not None
     return HeadChoice(chosen[0], chosen[1], len(folds), table, chosen[2])
+
+
+def _log_loss(logits: np.ndarray, y: np.ndarray) -> float:
+    """Mean clip log loss (nats) of out-of-fold logits ``(n, k)``."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return float(-log_p[np.arange(len(y)), y].mean())
 
 
 def _oof_path(z: np.ndarray, y: np.ndarray, n_classes: int, folds: list[tuple[np.ndarray, np.ndarray]],

@@ -225,9 +225,9 @@ def train_model(
 
 def _epoch_line(h: dict[str, Any], epochs: int, improved: bool) -> str:
     """The log line of history record ``h`` (``*``: the best epoch so far)."""
+    val = "no validation" if h["val_loss"] is None else f"val_loss {h['val_loss']:.4f} val_acc {h['val_accuracy']:.3f}"
     return (f"epoch {h['epoch']:3d}/{epochs}  loss {h['train_loss']:.4f} acc {h['train_accuracy']:.3f}  "
-            f"val_loss {h['val_loss']:.4f} val_acc {h['val_accuracy']:.3f}  {h['clips_per_s']:.1f} clips/s"
-            + ("  *" if improved else ""))
+            f"{val}  {h['clips_per_s']:.1f} clips/s" + ("  *" if improved and h["val_loss"] is not None else ""))
 
 
 def fit_head(model: nn.Module, train_ds: ClipDataset, val_ds: ClipDataset, cfg: TrainConfig, **options: Any) -> TrainResult:
@@ -279,8 +279,8 @@ class _Run:
 
     def __init__(self, model: nn.Module, train_ds: ClipDataset, val_ds: ClipDataset, cfg: TrainConfig,
                  ctx: TrainContext, class_weights: torch.Tensor | None, log: Callable[[str], Any]) -> None:
-        if len(train_ds) == 0 or len(val_ds) == 0:
-            raise CulturalMusicError("training needs at least one training clip and one validation clip")
+        if len(train_ds) == 0:
+            raise CulturalMusicError("training needs at least one training clip")
         if len(train_ds) < 2 and has_batch_norm(model):
             raise CulturalMusicError(f"training needs at least 2 training clips (batch norm); got {len(train_ds)}: "
                                      "add recordings or use longer clips")
@@ -290,14 +290,15 @@ class _Run:
         self.model, self.train_ds, self.cfg, self.ctx = model, train_ds, cfg, ctx
         self.opt = make_optimizer(model, cfg)
         if class_weights is None and cfg.class_weighting == "balanced":
-            class_weights = balanced_class_weights(train_ds.labels, _n_classes(model, val_ds))
+            class_weights = balanced_class_weights(train_ds.labels, _n_classes(model, train_ds))
         self.loss_fn = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=cfg.label_smoothing)
         self.val_loss_fn = nn.CrossEntropyLoss(weight=class_weights)
         self.net = ctx.wrap(model)  # forward + backward through net
         self.log = log if ctx.is_writer else _silent
         self.result, self.start_epoch, self.bad_epochs = TrainResult(), 1, 0
         self.ckpt_path: Path | None = None
-        self.val_loader = make_loader(val_ds, cfg.batch_size, shuffle=False, seed=0)
+        # no validation clips (the refit on all data): every epoch runs and the last one is kept
+        self.val_loader = make_loader(val_ds, cfg.batch_size, shuffle=False, seed=0) if len(val_ds) else None
 
     def resume_from(self, checkpoint_dir: str | Path | None, resume: bool) -> None:
         """Checkpoint after every epoch into ``checkpoint_dir``; continue from it if ``resume``."""
@@ -316,13 +317,15 @@ class _Run:
         weights if the validation loss improved.  Returns (the history record, improved)."""
         tr_loss, tr_acc, n = self.ctx.merge_train(*train)
         self.ctx.sync_state(self.model)
-        va_loss, va_acc, _ = _epoch_pass(self.model, self.val_loader, self.val_loss_fn, None)
-        va_loss, va_acc = self.ctx.from_rank0(va_loss, va_acc)
+        va_loss, va_acc = None, None
+        if self.val_loader is not None:
+            va_loss, va_acc, _ = _epoch_pass(self.model, self.val_loader, self.val_loss_fn, None)
+            va_loss, va_acc = self.ctx.from_rank0(va_loss, va_acc)
         record = {"epoch": epoch, "train_loss": tr_loss, "train_accuracy": tr_acc, "val_loss": va_loss,
                   "val_accuracy": va_acc, "seconds": seconds, "clips_per_s": n / max(seconds, 1e-9),
                   "lr": float(self.opt.param_groups[-1]["lr"])}
         self.result.history.append(record)
-        improved = va_loss < self.result.best_val_loss - 1e-6
+        improved = self.val_loader is None or va_loss < self.result.best_val_loss - 1e-6
         if improved:
             self.result.best_val_loss, self.result.best_epoch, self.bad_epochs = va_loss, epoch, 0
             self.result.best_state = copy.deepcopy(self.model.state_dict())
@@ -354,8 +357,10 @@ def _as_fit(result: TrainResult, log: Callable[[str], Any]) -> None:
               **{k: best[k] for k in ("iterations", "train_loss", "train_accuracy", "val_loss", "val_accuracy")},
               "seconds": sum(h["seconds"] for h in result.history)}
     result.history, result.best_epoch = [record], 1
+    val = ("no validation split" if record["val_loss"] is None
+           else f"validation loss {record['val_loss']:.4f}, accuracy {record['val_accuracy']:.3f}")
     log(f"fitted by full-batch L-BFGS: {record['iterations']} iterations, final training loss {record['train_loss']:.4f} "
-        f"(accuracy {record['train_accuracy']:.3f}); validation loss {record['val_loss']:.4f}, accuracy {record['val_accuracy']:.3f}")
+        f"(accuracy {record['train_accuracy']:.3f}); {val}")
 
 
 def _silent(line: str) -> None:

@@ -32,7 +32,7 @@ from cultural_music.training.artifact import SPLIT_FILE, file_sha256, save_artif
 from cultural_music.training.clip_dataset import ClipDataset, build_items
 from cultural_music.training.loop import CHECKPOINT_NAME, train_model
 
-__all__ = ["TrainingRun", "PreparedData", "prepare", "fit", "run_training", "summary_table"]
+__all__ = ["TrainingRun", "PreparedData", "Refit", "prepare", "prepare_run", "fit", "run_training", "summary_table"]
 
 Assign = Callable[[list[Recording]], list[Recording]]
 
@@ -192,8 +192,9 @@ def run_training(
     progress: bool = True,
     log: Callable[[str], Any] = print,
 ) -> TrainingRun:
-    """Train a model on a folder-per-class data set and write the model folder: :func:`prepare`
-    then :func:`fit`.
+    """Train a model on a folder-per-class data set and write the model folder: :func:`prepare_run`
+    then :func:`fit` (no refit: ``evaluation.deploy.train_and_deploy`` adds the held-out
+    evaluation and the refit on every file, as ``cultural-music train`` does).
 
     ``runner`` runs the feature jobs and the training (default: a :class:`LocalRunner` of
     ``workers`` processes, default every core).  ``cluster.runner.RayRunner`` (docs/cluster.md)
@@ -201,25 +202,36 @@ def run_training(
     head, which trains in this process in seconds); data, cache and ``out_dir`` must then be at
     the same path on every node.  See :func:`fit` for what is written where.
     """
-    from cultural_music.models.res_cnn import check_input_size
-
-    check_input_size(cfg)  # before anything is decoded or written
-    ensure_dir(_check_out_dir(Path(out_dir)))
-    runner = LocalRunner(workers) if runner is None else runner
-    torch.set_num_threads(default_workers())
-    prepared = prepare(data_dir, cfg, cache=FeatureCache(cache_dir or default_cache_dir()), runner=runner,
-                       groups_csv=groups_csv, progress=progress, log=log)
+    prepared = prepare_run(data_dir, out_dir, cfg, groups_csv=groups_csv, cache_dir=cache_dir, workers=workers, runner=runner,
+                           progress=progress, log=log)
     return fit(prepared, out_dir, assign_split=assign_split, resume=resume)
 
 
-def fit(prepared: PreparedData, out_dir: str | Path, *, assign_split: Assign | None = None, resume: bool = False) -> TrainingRun:
+def prepare_run(data_dir: str | Path, out_dir: str | Path, cfg: Config, *, groups_csv: str | Path | None = None,
+                cache_dir: str | Path | None = None, workers: int | None = None, runner: Runner | None = None,
+                progress: bool = True, log: Callable[[str], Any] = print) -> PreparedData:
+    """Check the settings and ``out_dir`` before anything is decoded or written, then :func:`prepare`."""
+    from cultural_music.models.res_cnn import check_input_size
+
+    check_input_size(cfg)
+    ensure_dir(_check_out_dir(Path(out_dir)))
+    runner = LocalRunner(workers) if runner is None else runner
+    torch.set_num_threads(default_workers())
+    return prepare(data_dir, cfg, cache=FeatureCache(cache_dir or default_cache_dir()), runner=runner,
+                   groups_csv=groups_csv, progress=progress, log=log)
+
+
+def fit(prepared: PreparedData, out_dir: str | Path, *, assign_split: Assign | None = None, resume: bool = False,
+        refit: Refit | None = None) -> TrainingRun:
     """Split ``prepared`` (``assign_split``: see :meth:`PreparedData.split`), train, write the model folder.
 
     Writes ``model.safetensors``, ``model.json``, ``history.json``, ``split.csv`` and the
     training-curve plots into ``<out_dir>.tmp-<pid>`` beside ``out_dir`` and swaps that folder in
     only when complete (an existing model folder stays intact until then; the temp folder is
     removed on failure).  ``checkpoint.pt`` is kept in ``out_dir`` during training, where
-    ``resume`` finds it; it goes with the old folder when the new one is in place.
+    ``resume`` finds it; it goes with the old folder when the new one is in place.  ``refit``
+    (``evaluation.deploy``): a refit on every file, keeping the measured model's split and
+    held-out evaluation (see :class:`Refit`).
     """
     out = _check_out_dir(Path(out_dir))
     ensure_dir(out)  # holds checkpoint.pt during the run (beside an old model, which stays usable)
@@ -227,7 +239,7 @@ def fit(prepared: PreparedData, out_dir: str | Path, *, assign_split: Assign | N
     shutil.rmtree(build, ignore_errors=True)
     ensure_dir(build)
     try:
-        run = _fit_into(build, out, prepared, assign_split, resume)
+        run = _fit_into(build, out, prepared, assign_split, resume, refit)
         _swap_in(build, out)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
@@ -261,64 +273,126 @@ def _swap_in(build: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _fit_into(out: Path, ckpt_dir: Path, prepared: PreparedData, assign_split: Assign | None, resume: bool) -> TrainingRun:
+@dataclass
+class Refit:
+    """A refit on every file (``evaluation.deploy``): the measured model's calibration and
+    "uncertain" threshold (``carry``), its ``split.csv`` to keep (``split_csv``), the files of its
+    held-out evaluation to copy in (``keep``: names in its folder) and model.json's ``refit``."""
+
+    carry: dict[str, Any]
+    split_csv: Path
+    keep: list[str]
+    info: dict[str, Any]
+
+
+@dataclass
+class _Fitted:
+    """What training produced: the config the model was fitted with, its history, the kept
+    epoch, model.json's training summary and the settings fitted on held-out answers."""
+
+    cfg: Config
+    history: list[dict[str, Any]]
+    best_epoch: int
+    summary: dict[str, Any]
+    post: dict[str, Any]
+
+
+def _fit_into(out: Path, ckpt_dir: Path, prepared: PreparedData, assign_split: Assign | None, resume: bool,
+              refit: Refit | None = None) -> TrainingRun:
     """The training run, writing the model folder ``out`` and checkpoints into ``ckpt_dir``."""
-    cfg, log = prepared.cfg, prepared.log
+    log = prepared.log
     torch.set_num_threads(default_workers())
     recordings, extracted, skipped = prepared.split(assign_split)
     new = skipped[len(prepared.scan.skipped):]  # the clean-feature skips were reported by prepare
     if new:
         log(f"skipped {len(new)} file(s):\n" + format_skipped(new))
     log(summary_table(recordings, extracted))
-    write_split_csv(out / SPLIT_FILE, recordings)
     classes = sorted({r.label for r in recordings})
+    torch.manual_seed(prepared.cfg.train.seed)
+    model = build_model(prepared.cfg.train.model, n_classes=len(classes), n_rows=prepared.cfg.features.n_rows)
+    done = _train(model, recordings, extracted, classes, prepared, ckpt_dir, resume, None if refit is None else refit.carry)
+    if refit is None:
+        write_split_csv(out / SPLIT_FILE, recordings)
+    else:
+        _keep_evaluation(refit, out)
+    atomic_write_json(out / "history.json", done.history)
+    extra = {"training": done.summary, "settings": applicable_settings(done.cfg),
+             "data": _data_summary(prepared.scan.root, skipped, recordings, extracted),
+             "split_sha256": file_sha256(out / SPLIT_FILE), **done.post}
+    if refit is not None:
+        extra["refit"] = refit.info
+    save_artifact(out, model, classes=classes, config=done.cfg, model_name=done.cfg.train.model, extra=extra)
+    from cultural_music.metrics.plots import plot_history
+
+    plot_history(done.history, out / "plots", best_epoch=done.best_epoch)
+    return TrainingRun(out, classes, recordings, skipped, done.history, done.best_epoch)
+
+
+def _keep_evaluation(refit: Refit, out: Path) -> None:
+    """Copy the measured model's split.csv and held-out evaluation files into the refit folder."""
+    shutil.copy2(refit.split_csv, out / SPLIT_FILE)
+    src = refit.split_csv.parent
+    for name in refit.keep:
+        if (src / name).is_dir():  # plots: the evaluation's; the training curves are drawn afresh
+            shutil.copytree(src / name, out / name, dirs_exist_ok=True)
+        elif (src / name).is_file():
+            ensure_dir((out / name).parent)
+            shutil.copy2(src / name, out / name)
+
+
+def _train(model: torch.nn.Module, recordings: list[Recording], extracted: ExtractResult, classes: list[str],
+           prepared: PreparedData, ckpt_dir: Path, resume: bool, carry: dict[str, Any] | None) -> _Fitted:
+    """Fit ``model``: a convex head by :func:`~cultural_music.training.head_fit.fit_convex_head`,
+    anything else through the runner with early stopping on the validation split.  ``carry``
+    (a refit) replaces the settings fitted on held-out answers."""
+    from cultural_music.training.convex_head import convex_parts
+    from cultural_music.training.loop import is_full_batch
+
+    cfg, log = prepared.cfg, prepared.log
+    if is_full_batch(cfg.train) and convex_parts(model) is not None:
+        return _train_convex(model, recordings, extracted, classes, cfg, log, carry)
     train_ds = ClipDataset(build_items(recordings, extracted, classes, "train"), train=True, seed=cfg.train.seed, augment=cfg.augment)
     val_ds = ClipDataset(build_items(recordings, extracted, classes, "val"))
     log(f"training '{cfg.train.model}' on {len(train_ds)} clips, validating on {len(val_ds)} clips")
-    torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg.train.model, n_classes=len(classes), n_rows=cfg.features.n_rows)
     result = prepared.runner.train(model, train_ds, val_ds, cfg.train, local=train_model, checkpoint_dir=ckpt_dir,
                                    resume=resume, log=log)
-    atomic_write_json(out / "history.json", result.history)
-    save_artifact(
-        out, model, classes=classes, config=cfg, model_name=cfg.train.model,
-        extra={
-            "training": {**result.summary(), "train_clips": len(train_ds), "val_clips": len(val_ds)},
-            "settings": applicable_settings(cfg),
-            "data": _data_summary(prepared.scan.root, skipped, recordings, extracted),
-            "split_sha256": file_sha256(out / SPLIT_FILE),
-            **fit_on_validation(model, val_ds, extracted, cfg),
-        },
-    )
-    from cultural_music.metrics.plots import plot_history
+    post = carry if carry is not None else fit_on_validation(model, val_ds, extracted, cfg)
+    summary = {**result.summary(), "train_clips": len(train_ds), "val_clips": len(val_ds)}
+    if not len(val_ds):
+        summary.update(best_val_loss=None, kept="the last epoch (no validation split: every file trained the model)")
+    return _Fitted(cfg, result.history, result.best_epoch, summary, post)
 
-    plot_history(result.history, out / "plots", best_epoch=result.best_epoch)
-    return TrainingRun(out, classes, recordings, skipped, result.history, result.best_epoch)
+
+def _train_convex(model: torch.nn.Module, recordings: list[Recording], extracted: ExtractResult, classes: list[str], cfg: Config,
+                  log: Callable[[str], Any], carry: dict[str, Any] | None) -> _Fitted:
+    """A convex head: settings chosen by group cross-validation, fitted to convergence."""
+    from cultural_music.training.calibrate import fit_after_training
+    from cultural_music.training.head_fit import fit_convex_head
+
+    cf = fit_convex_head(model, recordings, extracted, classes, cfg, log)
+    h = cf.history[0]
+    summary = {"fit": "lbfgs", "solver": "scikit-learn LogisticRegression (lbfgs), to convergence", "C": cf.cfg.train.logreg_c,
+               "class_weighting": cf.cfg.train.class_weighting, "iterations": h["iterations"], "final_train_loss": h["train_loss"],
+               "train_accuracy": h["train_accuracy"], "val_loss": h["val_loss"], "val_accuracy": h["val_accuracy"],
+               "held_out": cf.held_out, "fit_clips": cf.n_fit_clips}
+    if carry is not None:
+        post = carry
+    else:
+        post = fit_after_training(cf.held_logits, cf.held_labels, cf.held_rels, extracted, cf.cfg)
+    if cf.search is not None:
+        post = {**post, "head_search": cf.search.summary()}
+    if carry is not None:
+        summary["held_out"] = "none: refitted on every file (the held-out figures are in metrics.json)"
+    return _Fitted(cf.cfg, cf.history, 1, summary, post)
 
 
 def fit_on_validation(model: torch.nn.Module, val_ds: ClipDataset, extracted: ExtractResult, cfg: Config) -> dict[str, Any]:
-    """Settings fitted on the validation split after training: calibration, then the
-    "uncertain" threshold on calibrated recording-level probabilities, made from the clips by
-    :func:`~cultural_music.metrics.recording.recordings_from_clips` (weighted by real audio,
-    exactly as ``predict`` and ``evaluate`` make them; ``extracted`` gives the durations)."""
-    from cultural_music.metrics.calibration import fit_temperature
-    from cultural_music.metrics.classification import softmax
-    from cultural_music.metrics.recording import recordings_from_clips
-    from cultural_music.metrics.uncertainty import fit_threshold
+    """Calibration and the "uncertain" threshold fitted on the validation split's answers
+    (:func:`~cultural_music.training.calibrate.fit_after_training`)."""
+    from cultural_music.training.calibrate import fit_after_training
     from cultural_music.training.loop import predict_logits
 
-    logits = predict_logits(model, val_ds)
-    calibration = fit_temperature(logits, val_ds.labels)
-    proba = softmax(logits, float(calibration.get("temperature", 1.0)))
-    rels = [it.rel_path for it in val_ds.items]
-    a = cfg.audio
-    rec_paths, rec_proba = recordings_from_clips(rels, proba, {r: extracted.entries[r].duration for r in set(rels)},
-                                                 window=float(a.clip_seconds), clip_samples=a.clip_samples, sample_rate=a.sample_rate)
-    first: dict[str, int] = {}
-    for it in val_ds.items:
-        first.setdefault(it.rel_path, it.label)
-    rec_labels = np.array([first[p] for p in rec_paths], dtype=int)
-    return {"calibration": calibration, "uncertain": fit_threshold(rec_proba, rec_labels)}
+    return fit_after_training(predict_logits(model, val_ds), val_ds.labels, [it.rel_path for it in val_ds.items], extracted, cfg)
 
 
 def _data_summary(root: Path, skipped: list[Skipped], recordings: list[Recording], extracted: ExtractResult) -> dict[str, Any]:
