@@ -34,7 +34,8 @@ def run_demo(
 
     Writes ``out_dir/music/<Class>/`` (data: ``per_class`` recordings of ``seconds`` s per class,
     every 4th twice as long), ``out_dir/queries/`` (fresh recordings to name) and
-    ``out_dir/model/`` (model folder with metrics and plots).  The model uses ``clip_seconds``
+    ``out_dir/model/`` (the model folder: held-out metrics and plots of the model trained on the
+    train split, then the model refitted on every file).  The model uses ``clip_seconds``
     clips (10 s by default rather than the tool's 30 s, so this small set yields several
     clips per recording and enough training steps at the reference learning rate).  ``model``
     is trained with its own default settings (see ``cultural-music models``).  ``show_metrics``, if
@@ -42,9 +43,10 @@ def run_demo(
     metrics and the prediction lines.
     """
     from cultural_music.data.demo_data import make_demo_dataset, make_demo_queries
-    from cultural_music.evaluation.evaluate import run_evaluation
-    from cultural_music.training.pipeline import run_training
+    from cultural_music.evaluation.deploy import refit_on_everything, score_held_out
     from cultural_music.inference.classifier import Classifier, format_prediction
+    from cultural_music.models import default_config
+    from cultural_music.training.pipeline import fit, prepare_run
 
     out = Path(out_dir)
     data = out / "music"
@@ -52,18 +54,19 @@ def run_demo(
     files = make_demo_dataset(data, per_class=per_class, seconds=seconds, seed=seed)
     queries = make_demo_queries(out / "queries", seconds=seconds, seed=seed + 1000)
     log(f"{len(files)} files in {data}; {len(queries)} query files in {out / 'queries'}")
-    log("== 2/4 training ==")
-    from cultural_music.models import default_config
-
+    log("== 2/4 training on the train split ==")
     cfg = default_config(model).replace(
         audio={"clip_seconds": clip_seconds}, train={"epochs": epochs, "seed": seed, "patience": patience}
     )
-    run = run_training(data, out / "model", cfg, cache_dir=cache_dir or out / "cache", workers=workers, progress=progress, log=log)
-    log("== 3/4 evaluating on the sealed test split ==")
-    metrics = run_evaluation(run.model_dir, cache_dir=cache_dir or out / "cache", workers=workers, progress=progress, log=log).metrics
+    prepared = prepare_run(data, out / "model", cfg, cache_dir=cache_dir or out / "cache", workers=workers,
+                           progress=progress, log=log)
+    run = fit(prepared, out / "model")
+    log("== 3/4 evaluating on the sealed test split, then refitting on every file ==")
+    metrics = score_held_out(prepared, run)
     if show_metrics is not None:
         show_metrics(metrics)
-    log("== 4/4 predicting fresh recordings ==")
+    run = refit_on_everything(prepared, run)
+    log("== 4/4 predicting fresh recordings (the refitted model) ==")
     clf = Classifier.load(run.model_dir)
     lines = [format_prediction(clf.predict(q)) for q in queries]
     return {"metrics": metrics, "predictions": lines, "model_dir": str(run.model_dir)}

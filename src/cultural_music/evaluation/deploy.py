@@ -25,7 +25,7 @@ from cultural_music.data.dataset import Recording
 from cultural_music.training.artifact import SPLIT_FILE, load_artifact, read_meta
 from cultural_music.training.pipeline import PreparedData, Refit, TrainingRun, fit
 
-__all__ = ["train_and_deploy", "HELD_OUT_FILES"]
+__all__ = ["train_and_deploy", "measure", "score_held_out", "refit_on_everything", "HELD_OUT_FILES"]
 
 #: files of the held-out evaluation kept in the refitted folder (names relative to it); the
 #: training curves (plots/accuracy.png, plots/loss.png) are the deployed model's own
@@ -36,27 +36,44 @@ def train_and_deploy(prepared: PreparedData, out_dir: str | Path, *, refit: bool
                      plots: bool = True, report: bool = True) -> tuple[TrainingRun, dict[str, Any] | None]:
     """Steps 1-3 of the module docstring; returns the run of the model now in ``out_dir`` and
     the held-out metrics (``None`` with ``refit=False``)."""
+    if not refit:
+        return fit(prepared, out_dir, resume=resume), None
+    run, metrics = measure(prepared, out_dir, resume=resume, plots=plots, report=report)
+    return refit_on_everything(prepared, run), metrics
+
+
+def measure(prepared: PreparedData, out_dir: str | Path, *, resume: bool = False, plots: bool = True,
+            report: bool = True) -> tuple[TrainingRun, dict[str, Any]]:
+    """Steps 1 and 2: train on the train split into ``out_dir``, then :func:`score_held_out`."""
+    run = fit(prepared, out_dir, resume=resume)
+    return run, score_held_out(prepared, run, plots=plots, report=report)
+
+
+def score_held_out(prepared: PreparedData, run: TrainingRun, *, plots: bool = True, report: bool = True) -> dict[str, Any]:
+    """Step 2: score the sealed test split of the model ``run`` wrote, in its folder (metrics.json
+    says the refit of step 3 follows); returns the metrics."""
     from cultural_music.evaluation.evaluate import evaluate_recordings
 
-    log = prepared.log
-    run = fit(prepared, out_dir, resume=resume)
-    if not refit:
-        return run, None
-    all_files = list(run.recordings)
-    note = _deployed_note(all_files)
     art = load_artifact(run.model_dir)
-    log("scoring the sealed test split (the numbers to trust: these files trained nothing yet)")
-    ev = evaluate_recordings(art, run.recordings, prepared.features, run.model_dir, plots=plots, report=report, deployed=note)
-    log(f"held-out test split: recording accuracy {ev.metrics['accuracy']:.4f}, macro-F1 {ev.metrics['macro_f1']:.4f} "
-        f"({ev.metrics['n']} recordings)")
-    meta = read_meta(run.model_dir)
+    prepared.log("scoring the sealed test split (the numbers to trust: these files trained nothing yet)")
+    ev = evaluate_recordings(art, run.recordings, prepared.features, run.model_dir, plots=plots, report=report,
+                             deployed=_deployed_note(run.recordings))
+    prepared.log(f"held-out test split: recording accuracy {ev.metrics['accuracy']:.4f}, macro-F1 "
+                 f"{ev.metrics['macro_f1']:.4f} ({ev.metrics['n']} recordings)")
+    return ev.metrics
+
+
+def refit_on_everything(prepared: PreparedData, measured: TrainingRun) -> TrainingRun:
+    """Step 3: fit the deployed model on every usable file with the settings ``measured`` chose,
+    keeping its held-out evaluation and split (the measured folder stays in place until the
+    refitted one is complete: :func:`~cultural_music.training.pipeline.fit` swaps it in)."""
+    meta = read_meta(measured.model_dir)
+    note = _deployed_note(measured.recordings)
     plan = Refit(carry={k: meta[k] for k in ("calibration", "uncertain", "head_search") if k in meta},
-                 split_csv=run.model_dir / SPLIT_FILE, keep=HELD_OUT_FILES, info=note)
-    kept = _refit_config(prepared, meta)
-    log(f"refitting on every file ({len(all_files)} recordings: train + val + test) with the settings chosen above")
-    # the measured folder stays in place until the refit's folder is complete (fit swaps it in)
-    deployed = fit(replace(prepared, cfg=kept), out_dir, assign_split=_everything_trains, refit=plan)
-    return deployed, ev.metrics
+                 split_csv=measured.model_dir / SPLIT_FILE, keep=HELD_OUT_FILES, info=note)
+    prepared.log(f"refitting on every file ({note['files']} recordings: train + val + test) with the settings chosen above")
+    return fit(replace(prepared, cfg=_refit_config(prepared, meta)), measured.model_dir, assign_split=_everything_trains,
+               refit=plan)
 
 
 def _everything_trains(recordings: list[Recording]) -> list[Recording]:
