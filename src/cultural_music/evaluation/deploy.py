@@ -57,7 +57,7 @@ def score_held_out(prepared: PreparedData, run: TrainingRun, *, plots: bool = Tr
     art = load_artifact(run.model_dir)
     prepared.log("scoring the sealed test split (the numbers to trust: these files trained nothing yet)")
     ev = evaluate_recordings(art, run.recordings, prepared.features, run.model_dir, plots=plots, report=report,
-                             deployed=_deployed_note(run.recordings))
+                             deployed=_deployed_note(run.recordings, art.meta))
     prepared.log(f"held-out test split: recording accuracy {ev.metrics['accuracy']:.4f}, macro-F1 "
                  f"{ev.metrics['macro_f1']:.4f} ({ev.metrics['n']} recordings)")
     return ev.metrics
@@ -68,7 +68,7 @@ def refit_on_everything(prepared: PreparedData, measured: TrainingRun) -> Traini
     keeping its held-out evaluation and split (the measured folder stays in place until the
     refitted one is complete: :func:`~cultural_music.training.pipeline.fit` swaps it in)."""
     meta = read_meta(measured.model_dir)
-    note = _deployed_note(measured.recordings)
+    note = _deployed_note(measured.recordings, meta)
     plan = Refit(carry={k: meta[k] for k in ("calibration", "uncertain", "head_search") if k in meta},
                  split_csv=measured.model_dir / SPLIT_FILE, keep=HELD_OUT_FILES, info=note)
     prepared.log(f"refitting on every file ({note['files']} recordings: train + val + test) with the settings chosen above")
@@ -81,12 +81,16 @@ def _everything_trains(recordings: list[Recording]) -> list[Recording]:
     return [replace(r, split="train") for r in recordings]
 
 
-def _deployed_note(recordings: list[Recording]) -> dict[str, Any]:
-    """model.json's ``refit`` and metrics.json's ``deployed``: what the deployed weights saw."""
+def _deployed_note(recordings: list[Recording], meta: dict[str, Any]) -> dict[str, Any]:
+    """model.json's ``refit`` and metrics.json's ``deployed``: what the measured model (``meta``:
+    its model.json) and the deployed weights saw."""
     counts = {s: sum(r.split == s for r in recordings) for s in ("train", "val", "test")}
+    both = str(meta.get("training", {}).get("held_out", "")).startswith("out-of-fold")
+    measured = (f"the train and val splits ({counts['train'] + counts['val']} files; settings chosen by group "
+                "cross-validation there)" if both else f"the train split ({counts['train']} files; val: {counts['val']})")
     return {"trained_on": "every usable file: the train, val and test splits of split.csv",
-            "files": len(recordings), "files_per_split": counts,
-            "metrics_from": "the model trained on the train split only, scored on the test split before the refit "
+            "files": len(recordings), "files_per_split": counts, "measured_model_trained_on": measured,
+            "metrics_from": "the model trained without the test split, scored on it before the refit "
                             "(metrics.json, report.html); the deployed weights have since seen those test files"}
 
 

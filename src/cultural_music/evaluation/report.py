@@ -225,8 +225,9 @@ def _deployed(m: dict[str, Any]) -> str:
     if not d:
         return ""
     per = d.get("files_per_split", {})
-    return (f'<div class="note"><b>Measured before the refit.</b> These numbers are those of the model trained on the '
-            f'train split ({_e(per.get("train"))} files) and scored here on the test split it never saw. The model deployed '
+    seen = d.get("measured_model_trained_on") or f'the train split ({per.get("train")} files)'
+    return (f'<div class="note"><b>Measured before the refit.</b> These numbers are those of the model trained on '
+            f'{_e(seen)} and scored here on the test split it never saw. The model deployed '
             f'in this folder was then trained again on every usable file ({_e(d.get("files"))}: train, val and test, '
             f'these test files included) with the settings chosen before; it has no held-out score of its own.</div>')
 
