@@ -187,11 +187,13 @@ def run_baseline(args: argparse.Namespace) -> dict[str, Any]:
     """The ``sklearn-logreg`` row: every fold of :func:`baseline_fold` on the default head's
     cached embeddings, the same recordings, folds and split assignment as the other rows."""
     from cultural_music.features.cache import FeatureCache
-    from cultural_music.training.pipeline import usable_recordings
+    from cultural_music.features.jobs import LocalRunner
+    from cultural_music.training.pipeline import prepare
 
     data, folds, cfg, out, fold_ids, log = start_experiment(args)
-    _, usable, extracted = usable_recordings(data, cfg, FeatureCache(args.cache_dir), groups_csv=data / "groups.csv",
-                                             workers=args.workers, progress=False, log=log)
+    prepared = prepare(data, cfg, cache=FeatureCache(args.cache_dir), runner=LocalRunner(args.workers),
+                       groups_csv=data / "groups.csv", progress=False, log=log)
+    usable, extracted = prepared.recordings, prepared.features
     for fold in fold_ids:
         fdir = out / f"fold-{fold}"
         if (fdir / "fold.json").is_file():

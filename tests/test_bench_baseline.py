@@ -150,3 +150,37 @@ def test_train_only_fit_leaves_out_validation(tmp_path, monkeypatch):
     monkeypatch.setattr(accuracy, "fit", lambda x, y, c, w: refit.append({index[int(round(v))].split for v in x[:, 0]}) or real_fit(x, y, c, w))
     out = accuracy.baseline_fold(recs, extracted, fit_on=("train",))
     assert refit == [{"train"}] and out["n_train"] == 15
+
+
+def test_run_baseline_scores_every_fold_from_the_prepared_features(tmp_path, monkeypatch):
+    """``run_baseline`` end to end on the package's ``prepare`` (faked: the synthetic embeddings),
+    called with arguments ``prepare`` accepts; 4 folds of 2 groups, the next fold as validation."""
+    import argparse
+    import csv
+    import inspect
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from cultural_music.training import pipeline
+
+    recs, extracted = _fold_data(tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    with open(data / "groups.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "group", "fold"])
+        w.writerows([r.rel_path, r.group, str(int(r.group[1:]) // 2 + 1)] for r in recs)
+    calls, real = [], inspect.signature(pipeline.prepare)
+
+    def fake_prepare(*a, **kw):
+        calls.append(real.bind(*a, **kw).arguments)
+        return SimpleNamespace(recordings=[replace(r, split=None) for r in recs], features=extracted)
+
+    monkeypatch.setattr(pipeline, "prepare", fake_prepare)
+    args = argparse.Namespace(name="b", data=str(data), model=accuracy.BASELINE, duration=1.0, fold_column="fold", folds="",
+                              val="next-fold", subsample=None, subsample_seed=0, baseline_fit="train+val", set=[],
+                              root=tmp_path / "runs", cache_dir=tmp_path / "cache", workers=1)
+    s = accuracy.run_baseline(args)
+    assert len(calls) == 1 and calls[0]["groups_csv"] == data.resolve() / "groups.csv"
+    assert s["folds"] == 4
+    assert [(r["fold"], r["n_test"], r["n_train"]) for r in s["per_fold"]] == [(f, 6, 18) for f in "1234"]
