@@ -45,3 +45,17 @@ def make_tone_dataset(root: Path, *, classes: dict[str, float] | None = None, pe
 @pytest.fixture
 def tone_dataset(tmp_path: Path) -> Path:
     return make_tone_dataset(tmp_path / "data")
+
+
+def random_clip_dataset(root: Path, n: int, name: str, *, rows: int = 16, cols: int = 16):
+    """A ClipDataset of ``n`` random feature maps ``(rows, cols)`` saved as one ``.npy`` under
+    ``root``; odd clips (class 1) are brighter, so a model can learn them."""
+    from cultural_music.training.clip_dataset import ClipDataset, ClipItem
+
+    rng = np.random.default_rng(n)
+    feats = rng.random((n, rows, cols), dtype=np.float32)
+    labels = np.arange(n) % 2
+    feats[labels == 1] += 0.5
+    path = root / f"{name}.npy"
+    np.save(path, feats)
+    return ClipDataset([ClipItem(path, i, int(labels[i]), f"{name}/{i}.wav") for i in range(n)])

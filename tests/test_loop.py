@@ -11,24 +11,15 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import random_clip_dataset
 from cultural_music.cluster.ddp import DistContext
 from cultural_music.config import TrainConfig
 from cultural_music.errors import CulturalMusicError
 from cultural_music.models import build_model
-from cultural_music.training.clip_dataset import ClipDataset, ClipItem
 from cultural_music.training.context import LocalContext, TrainContext
 from cultural_music.training.loop import fit_head, is_full_batch, train_model
 
 
-def _dataset(root: Path, n: int, name: str, *, rows: int = 16, cols: int = 16) -> ClipDataset:
-    """``n`` clips ``(rows, cols)`` in one ``.npy``; odd clips (class 1) are brighter."""
-    rng = np.random.default_rng(n)
-    feats = rng.random((n, rows, cols), dtype=np.float32)
-    labels = np.arange(n) % 2
-    feats[labels == 1] += 0.5
-    path = root / f"{name}.npy"
-    np.save(path, feats)
-    return ClipDataset([ClipItem(path, i, int(labels[i]), f"{name}/{i}.wav") for i in range(n)])
 
 
 def _public(cls: type) -> set[str]:
@@ -48,7 +39,7 @@ def test_local_and_distributed_contexts_answer_the_same_questions() -> None:
 
 def test_seed_cnn_fits_by_lbfgs(tmp_path: Path) -> None:
     """``--model seed-cnn`` with ``optimizer=lbfgs`` crashed: channels-last gradients cannot be flattened."""
-    train, val = _dataset(tmp_path, 6, "tr"), _dataset(tmp_path, 4, "va")
+    train, val = random_clip_dataset(tmp_path, 6, "tr"), random_clip_dataset(tmp_path, 4, "va")
     cfg = TrainConfig(optimizer="lbfgs", epochs=2, learning_rate=1.0, batch_size=4)
     torch.manual_seed(0)
     net = build_model("seed-cnn", n_classes=2, n_mels=16)
@@ -60,7 +51,7 @@ def test_seed_cnn_fits_by_lbfgs(tmp_path: Path) -> None:
 
 
 def test_train_model_hands_a_full_batch_recipe_to_fit_head(tmp_path: Path) -> None:
-    train, val = _dataset(tmp_path, 9, "tr", rows=1506, cols=2), _dataset(tmp_path, 4, "va", rows=1506, cols=2)
+    train, val = random_clip_dataset(tmp_path, 9, "tr", rows=1506, cols=2), random_clip_dataset(tmp_path, 4, "va", rows=1506, cols=2)
     cfg = TrainConfig(optimizer="lbfgs", epochs=3, patience=3, learning_rate=1.0, weight_decay=1e-3)
     assert is_full_batch(cfg) and not is_full_batch(TrainConfig())
     runs = []
@@ -79,7 +70,7 @@ def test_train_model_hands_a_full_batch_recipe_to_fit_head(tmp_path: Path) -> No
 
 
 def test_summary_of_an_epoch_loop(tmp_path: Path) -> None:
-    train, val = _dataset(tmp_path, 6, "tr"), _dataset(tmp_path, 4, "va")
+    train, val = random_clip_dataset(tmp_path, 6, "tr"), random_clip_dataset(tmp_path, 4, "va")
     cfg = TrainConfig(epochs=5, patience=2, batch_size=4, learning_rate=1e-12)  # no progress: stops after 1 + 2
     res = train_model(build_model("seed-cnn", n_classes=2, n_mels=16), train, val, cfg, log=lambda s: None)
     assert res.summary() == {"best_epoch": 1, "best_val_loss": res.history[0]["val_loss"], "epochs_run": 3,
@@ -88,7 +79,7 @@ def test_summary_of_an_epoch_loop(tmp_path: Path) -> None:
 
 def test_ddp_step_of_one_clip_is_a_clear_error_for_batch_norm(tmp_path: Path) -> None:
     """2 ranks at batch size 2 train res-cnn on 1 clip per rank and step: batch norm failed deep in torch."""
-    train, val = _dataset(tmp_path, 8, "tr"), _dataset(tmp_path, 4, "va")
+    train, val = random_clip_dataset(tmp_path, 8, "tr"), random_clip_dataset(tmp_path, 4, "va")
     net = build_model("res-cnn", n_classes=2, n_mels=16)
     rank = DistContext(0, 2)
     with pytest.raises(CulturalMusicError, match=r"batch_size 2 over 2 workers.*--batch-size 4"):
@@ -101,7 +92,7 @@ def test_ddp_step_of_one_clip_is_a_clear_error_for_batch_norm(tmp_path: Path) ->
 
 
 def test_local_batch_size_one_is_a_clear_error_for_batch_norm(tmp_path: Path) -> None:
-    train, val = _dataset(tmp_path, 5, "tr"), _dataset(tmp_path, 4, "va")
+    train, val = random_clip_dataset(tmp_path, 5, "tr"), random_clip_dataset(tmp_path, 4, "va")
     net = build_model("res-cnn", n_classes=2, n_mels=16)
     rng_before = torch.random.get_rng_state()
     with pytest.raises(CulturalMusicError, match="batch_size is 1.*--batch-size 2"):
@@ -115,7 +106,7 @@ def test_local_batch_size_one_is_a_clear_error_for_batch_norm(tmp_path: Path) ->
 def test_fit_head_wants_a_full_batch_recipe(tmp_path: Path) -> None:
     from cultural_music.errors import ParameterError
 
-    ds = _dataset(tmp_path, 4, "tr")
+    ds = random_clip_dataset(tmp_path, 4, "tr")
     with pytest.raises(ParameterError, match="fit_head needs TrainConfig.optimizer 'lbfgs'"):
         fit_head(build_model("seed-cnn", n_classes=2, n_mels=16), ds, ds, TrainConfig(), log=lambda s: None)
 
@@ -128,6 +119,6 @@ def test_ray_training_says_so_before_starting_workers(tmp_path: Path, monkeypatc
         raise AssertionError("Ray was started for a run that cannot train")
 
     monkeypatch.setattr(ray_train, "connect", no_ray)
-    ds = _dataset(tmp_path, 8, "tr")
+    ds = random_clip_dataset(tmp_path, 8, "tr")
     with pytest.raises(CulturalMusicError, match=r"batch_size 4 over 4 workers.*--batch-size 8"):
         ray_train.train_on_ray(build_model("res-cnn", n_classes=2, n_mels=16), ds, ds, TrainConfig(batch_size=4), workers=4)

@@ -7,21 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import random_clip_dataset
 from cultural_music.config import TrainConfig
-from cultural_music.training.clip_dataset import ClipDataset, ClipItem
 from cultural_music.errors import CulturalMusicError
 from cultural_music.models import build_model, default_config
 from cultural_music.training.loop import train_model
 
 
-def _dataset(root: Path, n: int, rows: int, cols: int, name: str) -> ClipDataset:
-    rng = np.random.default_rng(n)
-    feats = rng.random((n, rows, cols), dtype=np.float32)
-    labels = np.arange(n) % 2
-    feats[labels == 1] += 0.5
-    path = root / f"{name}.npy"
-    np.save(path, feats)
-    return ClipDataset([ClipItem(path, i, int(labels[i]), f"{name}/{i}.wav") for i in range(n)])
 
 
 @pytest.mark.parametrize("model,rows,cols,n_train,batch", [
@@ -32,8 +24,8 @@ def _dataset(root: Path, n: int, rows: int, cols: int, name: str) -> ClipDataset
     ("seed-cnn", 16, 16, 5, 4),
 ])
 def test_a_last_batch_of_one_clip_trains(tmp_path: Path, model: str, rows: int, cols: int, n_train: int, batch: int) -> None:
-    train_ds = _dataset(tmp_path, n_train, rows, cols, "train")
-    val_ds = _dataset(tmp_path, 4, rows, cols, "val")
+    train_ds = random_clip_dataset(tmp_path, n_train, "train", rows=rows, cols=cols)
+    val_ds = random_clip_dataset(tmp_path, 4, "val", rows=rows, cols=cols)
     recipe = default_config(model).train
     cfg = TrainConfig(**{**recipe.__dict__, "epochs": 2, "batch_size": batch, "class_weighting": "none"})
     net = build_model(model, n_classes=2, n_mels=rows)
@@ -45,4 +37,4 @@ def test_one_training_clip_is_a_clear_error_for_batch_norm_models(tmp_path: Path
     cfg = TrainConfig(model="res-cnn", epochs=1, batch_size=4)
     net = build_model("res-cnn", n_classes=2, n_mels=16)
     with pytest.raises(CulturalMusicError, match="at least 2 training clips"):
-        train_model(net, _dataset(tmp_path, 1, 16, 16, "t"), _dataset(tmp_path, 2, 16, 16, "v"), cfg, log=lambda s: None)
+        train_model(net, random_clip_dataset(tmp_path, 1, "t", rows=16, cols=16), random_clip_dataset(tmp_path, 2, "v", rows=16, cols=16), cfg, log=lambda s: None)
