@@ -16,13 +16,12 @@ from cultural_music.metrics.plots import plot_history
 from cultural_music.evaluation.report import render_report
 from cultural_music.training.loop import train_model
 
-from conftest import make_tone_dataset
+from conftest import make_tone_dataset, random_clip_dataset
 from test_reliability import QUIET
-from test_train_sizes import _dataset
 
 
 def test_lbfgs_head_is_reported_as_one_fit(tmp_path: Path) -> None:
-    train_ds, val_ds = _dataset(tmp_path, 12, 1506, 2, "t"), _dataset(tmp_path, 4, 1506, 2, "v")
+    train_ds, val_ds = random_clip_dataset(tmp_path, 12, "t", rows=1506, cols=2), random_clip_dataset(tmp_path, 4, "v", rows=1506, cols=2)
     cfg = TrainConfig(**{**default_config("musicnn").train.__dict__, "epochs": 13, "class_weighting": "none"})
     logs: list[str] = []
     result = train_model(build_model("musicnn", n_classes=2, n_mels=1506), train_ds, val_ds, cfg, log=logs.append)
