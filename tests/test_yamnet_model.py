@@ -58,3 +58,23 @@ def test_fusion_features_come_from_the_component_caches(tmp_path: Path) -> None:
     np.testing.assert_allclose(clean, compute_features(clips, _cfg("fusion", 2.0)), atol=1e-5)
     assert np.load(fused.entry.aug_path).shape == (1, *clean.shape)
     assert not extract_one(job, _cfg("fusion", 2.0, n_variants=1), cache).decoded
+
+
+def test_features_command_caches_a_models_embeddings(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cultural_music.cli import cli
+
+    for c, hz in (("low", 220), ("high", 880)):
+        (tmp_path / "data" / c).mkdir(parents=True)
+        t = np.arange(16000) / 16000
+        sf.write(tmp_path / "data" / c / "a.wav", (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32), 16000)
+    args = ["features", str(tmp_path / "data"), "--model", "yamnet", "--duration", "1", "--cache-dir", str(tmp_path / "c"),
+            "--workers", "1", "-q"]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    assert "2 decoded" in first.output
+    key = _cfg("yamnet", 1.0).feature_key()
+    assert len(list((tmp_path / "c" / key).rglob("*.npy"))) == 2
+    again = CliRunner().invoke(cli, args)
+    assert "0 decoded" in again.output
