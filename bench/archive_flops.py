@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"float32 matmul {args.n}^2: {peak:.1f} GFLOP/s")
     print("| backbone | variant | patches/s | GFLOP/patch (counted / issue) | GFLOP/s | of matmul | x default | first call s | max diff (abs / of max) |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name in args.backbones.split(","):
+    for name in filter(None, args.backbones.split(",")):  # --backbones "": the pipeline only
         for r in backbone_table(name, peak, args.threads, args.seconds, compile_=not args.no_compile):
             print(f"| {name} | {r['variant']} | {r['patches_s']:.1f} | {r['gflop_patch']:.3f} / {ISSUE_GFLOP[name]} | "
                   f"{r['gflops']:.1f} | {100 * r['of_peak']:.0f} % | {r['x_default']:.2f} | {r['first_s']:.2f} | "
