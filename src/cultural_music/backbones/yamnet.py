@@ -226,8 +226,10 @@ def load_yamnet() -> YamnetBackbone:
 
 @functools.lru_cache(maxsize=1)
 def pretrained_yamnet() -> YamnetBackbone:
-    """:func:`load_yamnet`, loaded once per process (frozen: no gradients, eval mode)."""
-    model = load_yamnet()
+    """:func:`load_yamnet`, loaded once per process (frozen: no gradients, eval mode), its conv
+    weights in ``channels_last`` memory format: 2.6x the patches/s of the default layout on CPU
+    (depthwise convs; ``bench/archive_flops.py``), embeddings equal to 2.5e-6 of their largest value."""
+    model = load_yamnet().to(memory_format=torch.channels_last)
     for p in model.parameters():
         p.requires_grad_(False)
     return model

@@ -6,7 +6,9 @@ cache folder must be at the same path on every node: a shared file system).  Unr
 come back as results with ``error`` set, as locally.  A task whose worker dies (out of memory,
 a lost node) or that raises ``OSError`` (a flaky network file system) is retried by Ray up to
 ``max_retries`` times; a chunk that still fails is split into one task per file, so only the
-file that kills its worker is reported (``error`` says so) and the others complete.
+file that kills its worker is reported (``error`` says so) and the others complete.  Tasks of a
+lost node are resubmitted by Ray; a cluster left with no CPU at all is an error after
+:data:`NO_CPU_WAIT_S`, not a hang.
 
 Only :mod:`cultural_music.cluster.runner` imports this module (the CLI's ``--backend ray``).
 """
@@ -14,16 +16,20 @@ Only :mod:`cultural_music.cluster.runner` imports this module (the CLI's ``--bac
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+import time
 from typing import Any
 
 from cultural_music.features.cache import FeatureCache
 from cultural_music.config import Config
+from cultural_music.errors import CulturalMusicError
 from cultural_music.features.jobs import ExtractJob, JobResult, chunk_size, extract_one
 from cultural_music.cluster.session import cluster_cpus, connect
 
 __all__ = ["ray_backend", "MAX_RETRIES"]
 
 MAX_RETRIES = 3  #: Ray retries of a task whose worker died or that raised OSError
+NO_CPU_WAIT_S = 120.0  #: how long (s) a run waits for a CPU when every worker node is gone, then fails
+_POLL_S = 2.0  # how often (s) a waiting driver checks that the cluster still has a CPU
 _IN_FLIGHT_PER_CPU = 4  # tasks submitted ahead per cluster CPU (backpressure, quick cancel)
 
 
@@ -35,7 +41,8 @@ def extract_chunk(jobs: list[ExtractJob], cfg_dict: dict, cache_root: str) -> li
 
 
 def ray_backend(jobs: Sequence[ExtractJob], cfg: Config, cache_root: str, workers: int, *,
-                max_retries: int = MAX_RETRIES, task: Callable[..., list[JobResult]] = extract_chunk) -> Iterator[JobResult]:
+                max_retries: int = MAX_RETRIES, task: Callable[..., list[JobResult]] = extract_chunk,
+                chunk: int | None = None) -> Iterator[JobResult]:
     """Results of ``jobs`` computed by Ray tasks, yielded as tasks finish.
 
     Parameters
@@ -47,6 +54,9 @@ def ray_backend(jobs: Sequence[ExtractJob], cfg: Config, cache_root: str, worker
         Ray retries per task; a chunk that still fails is retried file by file.
     task
         The function a task runs (``extract_chunk``; tests pass one that crashes).
+    chunk
+        Files per task; default :func:`~cultural_music.features.jobs.chunk_size` (about 8 tasks
+        per cluster CPU, at most 16 files).
     """
     ray = connect(None, num_cpus=workers)
     if not jobs:
@@ -56,7 +66,7 @@ def ray_backend(jobs: Sequence[ExtractJob], cfg: Config, cache_root: str, worker
     remote = ray.remote(task).options(num_cpus=1, max_retries=max_retries, retry_exceptions=[OSError])
     cfg_ref = ray.put(cfg.to_dict())
     cpus = cluster_cpus()
-    size = chunk_size(len(jobs), cpus)
+    size = chunk_size(len(jobs), cpus) if chunk is None else max(1, int(chunk))
     todo = [list(jobs[i:i + size]) for i in range(0, len(jobs), size)]
     todo.reverse()  # popped from the end: submitted in order
     running: dict[Any, list[ExtractJob]] = {}
@@ -64,22 +74,40 @@ def ray_backend(jobs: Sequence[ExtractJob], cfg: Config, cache_root: str, worker
     try:
         while todo or running:
             while todo and len(running) < limit:
-                chunk = todo.pop()
-                running[remote.remote(chunk, cfg_ref, cache_root)] = chunk
-            done, _ = ray.wait(list(running), num_returns=1)
-            for ref in done:
-                chunk = running.pop(ref)
+                part = todo.pop()
+                running[remote.remote(part, cfg_ref, cache_root)] = part
+            for ref in _wait_one(ray, list(running)):
+                part = running.pop(ref)
                 try:
                     results = ray.get(ref)
                 except RayError as err:
-                    if len(chunk) > 1:  # find the file that fails: one task each
-                        todo.extend([job] for job in reversed(chunk))
+                    if len(part) > 1:  # find the file that fails: one task each
+                        todo.extend([job] for job in reversed(part))
                         continue
-                    results = [JobResult(chunk[0].rel_path, error=_failure(err, max_retries))]
+                    results = [JobResult(part[0].rel_path, error=_failure(err, max_retries))]
                 yield from results
     finally:  # an error or interrupt downstream: stop what is still queued
         for ref in running:
             ray.cancel(ref)
+
+
+def _wait_one(ray: Any, refs: list[Any]) -> list[Any]:
+    """The refs of finished tasks (at least one).  A lost node's tasks are resubmitted by Ray
+    itself; but while the cluster has no CPU left at all, nothing can ever finish, so after
+    :data:`NO_CPU_WAIT_S` seconds without one (time for a node to come back) this raises."""
+    since = None
+    while True:
+        done, _ = ray.wait(refs, num_returns=1, timeout=_POLL_S)
+        if done:
+            return done
+        if ray.cluster_resources().get("CPU", 0) > 0:  # alive nodes only
+            since = None
+            continue
+        since = time.monotonic() if since is None else since
+        if time.monotonic() - since > NO_CPU_WAIT_S:
+            raise CulturalMusicError(f"the Ray cluster has had no node with a CPU for {NO_CPU_WAIT_S:.0f} s "
+                                     f"({len(refs)} extraction task(s) waiting): start or re-add worker nodes "
+                                     "(ray start --address=HEAD:6379), then rerun; cached files are not redone")
 
 
 def _failure(err: BaseException, max_retries: int) -> str:

@@ -31,12 +31,16 @@ class RayRunner:
     workers
         Training workers (Ray actors); default: one per node of the cluster at ``address``,
         else this machine's cores.
+    chunk
+        Files per extraction task; default: about 8 tasks per cluster CPU, at most 16 files
+        (``features.jobs.chunk_size``).  Smaller chunks lose less work when a node dies.
 
     Ray is joined once, on first use (so bad settings are refused before Ray starts).
     """
 
-    def __init__(self, address: str | None = None, workers: int | None = None) -> None:
+    def __init__(self, address: str | None = None, workers: int | None = None, *, chunk: int | None = None) -> None:
         self.address = address
+        self.chunk = None if chunk is None else max(1, int(chunk))
         self._asked = None if workers is None else max(1, int(workers))
         self._workers: int | None = None
 
@@ -57,7 +61,7 @@ class RayRunner:
     def run_jobs(self, jobs: Sequence[ExtractJob], cfg: Config, cache_root: str | Path) -> Iterator[JobResult]:
         """Results of ``jobs`` computed by Ray tasks, as they finish (see ``cluster.ray_features``)."""
         self._connect()
-        return ray_backend(list(jobs), cfg, str(cache_root), self._asked or default_workers())
+        return ray_backend(list(jobs), cfg, str(cache_root), self._asked or default_workers(), chunk=self.chunk)
 
     def train(self, model: Any, train_ds: Any, val_ds: Any, train_cfg: Any, *, local: Callable[..., Any],
               log: Callable[[str], Any] = print, **kwargs: Any) -> Any:
