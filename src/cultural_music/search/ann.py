@@ -5,8 +5,8 @@
   rotation to ``p <= 256`` dimensions, an inverted file of ``nlist`` k-means cells, 8-bit scalar
   quantisation: ``p`` bytes per vector in memory), inner-product metric, then the ``rerank`` best
   candidates re-scored exactly on the stored float16 vectors.  Chosen by bench/search.py (see
-  bench/README.md "Search by example"): exact search passes ~10 ms per query between 10^4 and
-  10^5 vectors of 1506 dims; IVF-SQ8 + re-ranking keeps recall@10 near 1 at 10^6 vectors in
+  bench/README.md "Search by example"): exact search passes ~20 ms per query near 10^4
+  vectors of 1506 dims on 2 shared cores; IVF-SQ8 + re-ranking keeps recall@10 near 1 at 10^6 vectors in
   milliseconds with 256 bytes of memory per vector; an HNSW graph queries as fast but builds
   many times slower, and product quantisation (PQ64) trained 20x slower than SQ8 here.
 
@@ -26,9 +26,10 @@ from cultural_music.errors import CulturalMusicError
 __all__ = ["EXACT_MAX_ROWS", "CHUNK_ROWS", "exact_search", "have_faiss", "faiss_version", "build_ann", "save_ann",
            "load_ann", "ann_candidates", "rerank", "ann_params"]
 
-#: At most this many rows an index is searched exactly (no ANN index is built): exact search
-#: of 1506-dim float16 rows passes ~10 ms per query near here (bench/search.py).
-EXACT_MAX_ROWS = 50_000
+#: At most this many rows an index is searched exactly (no ANN index is built).  Measured by
+#: bench/search.py on 2 shared cores, 1506 dims: exact (float32 in RAM) 27 ms at 10^4 rows and
+#: 119 ms at 10^5, IVF-SQ8 + re-rank 16-20 ms at both: the two cross near 10^4.
+EXACT_MAX_ROWS = 20_000
 CHUNK_ROWS = 32_768  #: rows converted to float32 per step of exact search / ANN building
 _TRAIN_ROWS = 40  #: k-means training rows per IVF cell
 _MAX_TRAIN = 60_000  #: training rows at most (memory: 60k x 1506 x 4 B = 360 MB)
