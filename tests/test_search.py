@@ -93,6 +93,7 @@ def test_rerun_adds_only_new_files(built, tmp_path: Path) -> None:
     assert Path(similar(out, root / "data" / "high" / "high_0.wav", k=1)[0].path).parent.name == "high"
 
 
+@pytest.mark.slow  # ~15 s: a second model folder and a tiny seed-cnn
 def test_other_backbone_and_logmel_model_refused(built, tmp_path: Path) -> None:
     root, _, cache, _ = built
     other = _embedding_model(tmp_path / "mtt", backbone="MTT_musicnn")
@@ -150,3 +151,20 @@ def test_faiss_ann_agrees_with_exact() -> None:
         hits.append(len(set(rows.tolist()) & set(exact_rows.tolist())) / 10)
         assert np.allclose(np.sort(d)[:1], exact_d[:1], atol=1e-3) or rows[0] != exact_rows[0]
     assert np.mean(hits) >= 0.9
+
+
+def test_large_index_goes_through_faiss(built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above EXACT_MAX_ROWS ``embed`` writes ann.faiss and ``similar`` finds the same nearest rows."""
+    pytest.importorskip("faiss", reason="faiss-cpu not installed (pip install 'cultural-music[search]')")
+    root, model, cache, _ = built
+    monkeypatch.setattr(ann, "EXACT_MAX_ROWS", 4)
+    monkeypatch.setattr(ann, "ann_params", lambda n, dim: {"pca": 8, "nlist": 1, "nprobe": 1, "rerank": 200})
+    rep = embed_folder(root / "data", model, tmp_path / "big", cache=cache, progress=False)
+    assert rep.ann == {"recordings": True}
+    meta = json.loads((tmp_path / "big" / "index.json").read_text())
+    assert meta["library"]["name"] == "faiss" and (tmp_path / "big" / meta["generation"] / "recordings" / "ann.faiss").is_file()
+    q = root / "data" / "low" / "low_1.wav"
+    got = similar(tmp_path / "big", q, k=3)
+    want = similar(root / "index", q, k=3)
+    assert [m.path for m in got] == [m.path for m in want]
+    assert np.allclose([m.distance for m in got], [m.distance for m in want], atol=1e-4)
