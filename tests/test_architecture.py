@@ -22,7 +22,7 @@ RANK: dict[str, float] = {
     "models": 5,
     "training": 6,
     "inference": 7,
-    "evaluation": 8, "cluster": 8,
+    "evaluation": 8, "cluster": 8, "search": 8,
     "demo": 9, "serve": 9,
     "cli": 10,
 }

@@ -96,7 +96,7 @@ def test_help_lists_exactly_the_commands(capsys: pytest.CaptureFixture[str]) -> 
 
     assert main(["--help"]) == 0
     listed = re.findall(r"^  (\S+)\s", capsys.readouterr().out.split("Commands:")[1], flags=re.M)
-    assert listed == ["cache", "cv", "demo", "evaluate", "export", "features", "models", "predict", "serve", "train"]
+    assert listed == ["cache", "cv", "demo", "embed", "evaluate", "export", "features", "models", "predict", "serve", "similar", "train"]
     defined = {obj for info in pkgutil.iter_modules(cli_pkg.__path__)
                for obj in vars(importlib.import_module(f"cultural_music.cli.{info.name}")).values()
                if isinstance(obj, click.Command)}

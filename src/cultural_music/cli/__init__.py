@@ -14,11 +14,13 @@ import click
 from cultural_music.cli import cache as cache_cmd
 from cultural_music.cli import cv as cv_cmd
 from cultural_music.cli import demo as demo_cmd
+from cultural_music.cli import embed as embed_cmd
 from cultural_music.cli import evaluate as evaluate_cmd
 from cultural_music.cli import export as export_cmd
 from cultural_music.cli import features as features_cmd
 from cultural_music.cli import predict as predict_cmd
 from cultural_music.cli import serve as serve_cmd
+from cultural_music.cli import similar as similar_cmd
 from cultural_music.cli import train as train_cmd
 from cultural_music.errors import CulturalMusicError
 
@@ -37,8 +39,8 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 # Every command, by name (``cultural-music --help`` lists them sorted).
 COMMANDS: tuple[click.Command, ...] = (
-    cache_cmd.cache, cv_cmd.cv, demo_cmd.demo, evaluate_cmd.evaluate, export_cmd.export, features_cmd.features,
-    train_cmd.models, predict_cmd.predict, serve_cmd.serve, train_cmd.train,
+    cache_cmd.cache, cv_cmd.cv, demo_cmd.demo, embed_cmd.embed, evaluate_cmd.evaluate, export_cmd.export, features_cmd.features,
+    train_cmd.models, predict_cmd.predict, serve_cmd.serve, similar_cmd.similar, train_cmd.train,
 )
 for _command in COMMANDS:
     cli.add_command(_command)
