@@ -25,6 +25,8 @@ Examples (CPU, 2 cores; features cached in --cache-dir and shared by all runs)::
         --duration 1 --model sklearn-logreg
     python bench/accuracy.py fsdd-unbal-musicnn --data ../shared/data/fsdd --val next-fold \\
         --duration 1 --model musicnn --subsample 5,10,20,40,80,160,320
+    python bench/accuracy.py esc10-auto --data ../shared/data/esc10 --fold-column fold \\
+        --duration 5 --model auto [--candidates all]   # the model chosen inside every fold
     python bench/accuracy.py --table      # Markdown table of every summary under --root
     python bench/accuracy.py --compare    # musicnn vs sklearn-logreg on each protocol
 """
@@ -50,6 +52,7 @@ from cultural_music.models import check_config, default_config
 
 CACHE = Path("/tmp/cm_cache")
 BASELINE = "sklearn-logreg"  #: --model of the scikit-learn baseline (bench/baseline.py)
+AUTO = "auto"  #: --model that chooses among --candidates inside every fold (training/auto.py)
 
 
 def read_folds(groups_csv: Path, column: str) -> dict[str, str]:
@@ -102,13 +105,38 @@ def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
 def experiment_config(args: argparse.Namespace) -> Config:
     """The run's config: the model's own settings (``sklearn-logreg``: the default ``musicnn``
     head's, so it reads the very same cached embeddings), ``--duration`` and ``--set``."""
-    model = "musicnn" if args.model == BASELINE else args.model
+    model = "musicnn" if args.model == BASELINE else candidate_configs(args)[0] if args.model == AUTO else args.model
     cfg = default_config(model, Config()).replace(audio={"clip_seconds": args.duration})
     sets = parse_set(args.set)
     if sets:
         cfg = cfg.replace(**sets)
     check_config(cfg)
     return cfg
+
+
+def candidate_configs(args: argparse.Namespace, names_only: bool = True) -> Any:
+    """``--model auto``: the candidate names (``names_only``) or name -> config (each model's own
+    settings, ``--duration`` and ``--set``)."""
+    from cultural_music.models import available_models
+    from cultural_music.training.auto import resolve_candidates
+
+    names = resolve_candidates(args.candidates, available_models())
+    if names_only:
+        return names
+    sets = parse_set(args.set)
+    return {n: default_config(n, Config()).replace(audio={"clip_seconds": args.duration}, **sets) for n in names}
+
+
+def train_fold(args: argparse.Namespace, data: Path, fdir: Path, cfg: Config, split: Callable[..., Any], log: Callable[[str], None]) -> Any:
+    """One fold's model folder: ``run_training``, or with ``--model auto`` the choice on the fold's train split first."""
+    from cultural_music.training.pipeline import choose_and_prepare, fit, prepare_run, run_training
+
+    kw = dict(groups_csv=data / "groups.csv", cache_dir=args.cache_dir, workers=args.workers, progress=False, log=log)
+    if args.model != AUTO:
+        return run_training(data, fdir, cfg, assign_split=split, **kw)
+    prepared = prepare_run(data, fdir, cfg, **kw)
+    prepared, same = choose_and_prepare(prepared, candidate_configs(args, names_only=False), split)
+    return fit(prepared, fdir, assign_split=same)
 
 
 def fold_split(folds: dict[str, str], fold: str, args: argparse.Namespace, cfg: Config
@@ -156,8 +184,6 @@ def start_experiment(args: argparse.Namespace) -> tuple[Path, dict[str, str], Co
 def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
     """Every fold of one experiment (finished folds skipped); returns :func:`summarise`."""
     from cultural_music.evaluation.evaluate import run_evaluation
-    from cultural_music.training.pipeline import run_training
-
     if args.model == BASELINE:
         return run_baseline(args)
     data, folds, cfg, out, fold_ids, log = start_experiment(args)
@@ -167,8 +193,7 @@ def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
             continue
         log(f"=== fold {fold}")
         t0 = time.perf_counter()
-        run = run_training(data, fdir, cfg, groups_csv=data / "groups.csv", cache_dir=args.cache_dir, workers=args.workers,
-                           assign_split=fold_split(folds, fold, args, cfg), progress=False, log=log)
+        run = train_fold(args, data, fdir, cfg, fold_split(folds, fold, args, cfg), log)
         wall = time.perf_counter() - t0
         m = run_evaluation(fdir, cache_dir=args.cache_dir, workers=args.workers, progress=False, plots=False, log=log).metrics
         rec = {
@@ -176,6 +201,7 @@ def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
             "rec_macro_f1": m["recording"]["macro_f1"], "rec_accuracy": m["recording"]["accuracy"],
             "n_test": m["n"], "n_test_clips": m["n_clips"], "best_epoch": run.best_epoch, "epochs": len(run.history),
             "train_seconds": float(sum(h["seconds"] for h in run.history)), "run_seconds": wall,
+            "model": json.loads((fdir / "model.json").read_text())["model"]["name"],
         }
         atomic_write_json(fdir / "fold.json", rec)
         log(json.dumps(rec))
@@ -296,6 +322,7 @@ def main() -> None:
     ap.add_argument("name", nargs="?", help="experiment name (folder under --root)")
     ap.add_argument("--data", help="data folder with groups.csv")
     ap.add_argument("--model", default="seed-cnn", help=f"a model of the package, or {BASELINE!r} (bench/baseline.py)")
+    ap.add_argument("--candidates", default=None, help="with --model auto: comma-separated models, or 'all' (adds res-cnn)")
     ap.add_argument("--duration", type=float, default=5.0, help="clip length in seconds")
     ap.add_argument("--fold-column", default="group", help="groups.csv column that defines the folds")
     ap.add_argument("--folds", default="", help="comma-separated subset of folds to run")

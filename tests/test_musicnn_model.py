@@ -10,7 +10,7 @@ import click
 import numpy as np
 import pytest
 
-from cultural_music.cli.train import DEFAULT_MODEL, build_config
+from cultural_music.cli.train import DEFAULT_MODEL, build_config, resolve_model
 from cultural_music.models import default_config
 
 from conftest import make_tone_dataset, tone, write
@@ -63,4 +63,4 @@ def test_cli_config_uses_model_defaults_unless_given() -> None:
         build_config("res-cnn", {"backbone": "MSD_musicnn"})
     with pytest.raises(click.BadParameter, match="unknown model"):
         build_config("nope", {})
-    assert build_config(DEFAULT_MODEL, {}).train.model == DEFAULT_MODEL
+    assert DEFAULT_MODEL == "auto" and resolve_model(DEFAULT_MODEL, None, {})[0].train.model == "musicnn"

@@ -31,11 +31,11 @@ _NO_MUSICNN = textwrap.dedent(
     sys.modules["musicnn"] = None
     sys.modules["tensorflow"] = None
     import numpy as np
-    from cultural_music.cli.train import DEFAULT_MODEL
+    from cultural_music.training.auto import DEFAULT_CANDIDATES
     from cultural_music.features.compute import compute_features
     from cultural_music.models import default_config
 
-    cfg = default_config(DEFAULT_MODEL).replace(audio={"clip_seconds": 1.0})
+    cfg = default_config(DEFAULT_CANDIDATES[0]).replace(audio={"clip_seconds": 1.0})
     assert (cfg.features.kind, cfg.features.backbone) == ("musicnn-embedding", "MSD_musicnn"), cfg.features
     t = np.arange(16000) / 16000
     emb = compute_features((0.3 * np.sin(2 * np.pi * 440 * t))[None].astype(np.float32), cfg)

@@ -38,15 +38,15 @@ def run_demo(
     train split, then the model refitted on every file).  The model uses ``clip_seconds``
     clips (10 s by default rather than the tool's 30 s, so this small set yields several
     clips per recording and enough training steps at the reference learning rate).  ``model``
-    is trained with its own default settings (see ``cultural-music models``).  ``show_metrics``, if
+    is trained with its own default settings (see ``cultural-music models``); ``"auto"`` chooses
+    among the default candidates on the train split, as ``train`` does.  ``show_metrics``, if
     given, is called with the test metrics under the evaluation step's header.  Returns the test
     metrics and the prediction lines.
     """
     from cultural_music.data.demo_data import make_demo_dataset, make_demo_queries
     from cultural_music.evaluation.deploy import refit_on_everything, score_held_out
     from cultural_music.inference.classifier import Classifier, format_prediction
-    from cultural_music.models import default_config
-    from cultural_music.training.pipeline import fit, prepare_run
+    from cultural_music.training.pipeline import choose_and_prepare, fit, prepare_run
 
     out = Path(out_dir)
     data = out / "music"
@@ -55,12 +55,13 @@ def run_demo(
     queries = make_demo_queries(out / "queries", seconds=seconds, seed=seed + 1000)
     log(f"{len(files)} files in {data}; {len(queries)} query files in {out / 'queries'}")
     log("== 2/4 training on the train split ==")
-    cfg = default_config(model).replace(
-        audio={"clip_seconds": clip_seconds}, train={"epochs": epochs, "seed": seed, "patience": patience}
-    )
-    prepared = prepare_run(data, out / "model", cfg, cache_dir=cache_dir or out / "cache", workers=workers,
-                           progress=progress, log=log)
-    run = fit(prepared, out / "model")
+    cfgs = _configs(model, clip_seconds=clip_seconds, epochs=epochs, seed=seed, patience=patience)
+    prepared = prepare_run(data, out / "model", next(iter(cfgs.values())), cache_dir=cache_dir or out / "cache",
+                           workers=workers, progress=progress, log=log)
+    assign = None
+    if model == "auto":
+        prepared, assign = choose_and_prepare(prepared, cfgs)
+    run = fit(prepared, out / "model", assign_split=assign)
     log("== 3/4 evaluating on the sealed test split, then refitting on every file ==")
     metrics = score_held_out(prepared, run)
     if show_metrics is not None:
@@ -70,3 +71,15 @@ def run_demo(
     clf = Classifier.load(run.model_dir)
     lines = [format_prediction(clf.predict(q)) for q in queries]
     return {"metrics": metrics, "predictions": lines, "model_dir": str(run.model_dir)}
+
+
+def _configs(model: str, **demo: float) -> dict[str, Any]:
+    """name -> config of ``model`` (``"auto"``: of each default candidate) with the demo's clip
+    length (seconds), epochs, patience and seed."""
+    from cultural_music.models import available_models, default_config
+    from cultural_music.training.auto import AUTO, resolve_candidates
+
+    names = resolve_candidates(None, available_models()) if model == AUTO else (model,)
+    return {name: default_config(name).replace(audio={"clip_seconds": demo["clip_seconds"]},
+                                               train={"epochs": demo["epochs"], "seed": demo["seed"], "patience": demo["patience"]})
+            for name in names}

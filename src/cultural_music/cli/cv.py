@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from cultural_music.cli.options import cache_option, quiet_option, workers_option
-from cultural_music.cli.train import build_config, model_options
+from cultural_music.cli.train import model_options, resolve_model
 
 
 def format_cv(s: dict) -> str:
@@ -43,11 +43,12 @@ def format_cv(s: dict) -> str:
 @workers_option
 @quiet_option
 def cv(data_dir: str, folds: int, logo: bool, groups_csv: str | None, fold_column: str | None, out_dir: str, model_name: str,
-       as_json: bool, cache_dir: str | None, workers: int | None, quiet: bool, **options: Any) -> None:
+       candidates: str | None, as_json: bool, cache_dir: str | None, workers: int | None, quiet: bool, **options: Any) -> None:
     """Cross-validate on DATA_DIR/<Class>/<files>, grouped so no recording (or group) is on two sides.
 
     Every fold trains the model exactly as 'train' would (the model's settings, overridden by
-    the options given), so the figures describe what 'train' delivers.
+    the options given), so the figures describe what 'train' delivers; with --model auto (the
+    default) the model is chosen inside every fold, on its train split only.
     """
     from cultural_music.evaluation.cv import run_cv
 
@@ -55,10 +56,10 @@ def cv(data_dir: str, folds: int, logo: bool, groups_csv: str | None, fold_colum
         raise click.BadParameter("must be 0 (one fold per group) or at least 2", param_hint="--folds")
     if fold_column is not None and groups_csv is None:
         raise click.BadParameter("needs --groups CSV (the file holding the column)", param_hint="--fold-column")
-    cfg = build_config(model_name, options)
+    cfg, cfgs = resolve_model(model_name, candidates, options)
     log = (lambda s: click.echo(s, err=True)) if as_json else click.echo
     summary = run_cv(data_dir, cfg, folds=0 if logo else folds, groups_csv=groups_csv, fold_column=fold_column, out_dir=out_dir,
-                     cache_dir=cache_dir, workers=workers, progress=not (quiet or as_json), log=log)
+                     cache_dir=cache_dir, workers=workers, progress=not (quiet or as_json), log=log, candidates=cfgs)
     if as_json:
         click.echo(json.dumps(summary))
     else:

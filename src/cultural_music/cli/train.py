@@ -13,10 +13,10 @@ import click
 
 from cultural_music.cli.options import backend_options, cache_option, make_runner, quiet_option, workers_option
 
-__all__ = ["DEFAULT_MODEL", "build_config", "model_options"]
+__all__ = ["DEFAULT_MODEL", "build_config", "resolve_model", "model_options"]
 
-#: the model ``train`` uses without ``--model`` (chosen by cross-validation: docs/models.md)
-DEFAULT_MODEL = "musicnn"
+#: ``train`` / ``cv`` without ``--model``: choose among the candidates on the train split (docs/models.md)
+DEFAULT_MODEL = "auto"
 
 # option name -> (config section, field); options left out keep the model's default
 _FIELDS: dict[str, tuple[str, str]] = {
@@ -77,16 +77,42 @@ def build_config(model_name: str, options: dict[str, Any]) -> Any:
     return cfg
 
 
+def resolve_model(model_name: str, candidates: str | None, options: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
+    """The config to scan the data with and, for ``--model auto``, every candidate's config
+    (:func:`build_config` of each, so the options given apply where the candidate allows);
+    ``None`` for a named model.  Raises :class:`click.BadParameter`."""
+    from cultural_music.errors import ParameterError
+    from cultural_music.models import available_models
+    from cultural_music.training.auto import AUTO, resolve_candidates
+
+    if model_name != AUTO:
+        if candidates is not None:
+            raise click.BadParameter("only with --model auto (the default)", param_hint="--candidates")
+        return build_config(model_name, options), None
+    try:
+        names = resolve_candidates(candidates, available_models())
+    except ParameterError as err:
+        raise click.BadParameter(str(err), param_hint="--candidates") from err
+    cfgs = {name: build_config(name, options) for name in names}
+    return next(iter(cfgs.values())), cfgs
+
+
 def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The options that choose a model and override its default settings (``train``, ``cv``);
-    they arrive as ``model_name`` and the :data:`_FIELDS` names (``None`` = the model's default)."""
+    they arrive as ``model_name``, ``candidates`` and the :data:`_FIELDS` names (``None`` = the
+    model's default)."""
     for option in reversed(_MODEL_OPTIONS):
         command = option(command)
     return command
 
 
 _MODEL_OPTIONS = [
-    click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True, help="Architecture (see 'cultural-music models')."),
+    click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True,
+                 help="Architecture (see 'cultural-music models'); 'auto' compares the candidates by group cross-validation "
+                      "on the train split and keeps the best (docs/models.md)."),
+    click.option("--candidates", default=None, metavar="NAMES|all",
+                 help="With --model auto: comma-separated models to compare, or 'all' (adds res-cnn: slow) "
+                      "[default: the frozen-embedding heads musicnn, yamnet, fusion that are installed]."),
     click.option("--backbone", type=click.Choice(["MSD_musicnn", "MTT_musicnn"]), default=None, help="Pretrained network of --model musicnn [default: MSD_musicnn]."),
     click.option("--duration", type=click.FloatRange(min=0.05), default=None, help="Clip length in seconds [default: 30]."),
     click.option("--sample-rate", type=click.IntRange(1000, 384000), default=None, help="Sample rate in Hz [default: the model's: 22050, musicnn 16000]."),
@@ -122,8 +148,9 @@ _MODEL_OPTIONS = [
 @workers_option
 @backend_options
 @quiet_option
-def train(data_dir: str, out_dir: str, model_name: str, groups_csv: str | None, resume: bool, no_refit: bool, cache_dir: str | None,
-          workers: int | None, backend: str, address: str | None, quiet: bool, **options: Any) -> None:
+def train(data_dir: str, out_dir: str, model_name: str, candidates: str | None, groups_csv: str | None, resume: bool,
+          no_refit: bool, cache_dir: str | None, workers: int | None, backend: str, address: str | None, quiet: bool,
+          **options: Any) -> None:
     """Train a classifier on DATA_DIR/<Class>/<files> and write a model folder.
 
     With --backend ray, features are extracted by Ray tasks and the model is trained
@@ -134,10 +161,10 @@ def train(data_dir: str, out_dir: str, model_name: str, groups_csv: str | None, 
     from cultural_music.training.pipeline import prepare_run
 
     runner = make_runner(backend, address, workers)
-    cfg = build_config(model_name, options)
+    cfg, cfgs = resolve_model(model_name, candidates, options)
     prepared = prepare_run(data_dir, out_dir, cfg, groups_csv=groups_csv, cache_dir=cache_dir, runner=runner,
                            progress=not quiet, log=click.echo)
-    run, held = train_and_deploy(prepared, out_dir, refit=not no_refit, resume=resume)
+    run, held = train_and_deploy(prepared, out_dir, refit=not no_refit, resume=resume, candidates=cfgs)
     if held is None:
         best = run.history[run.best_epoch - 1]
         kept = "fitted" if best.get("fit") else f"best epoch {run.best_epoch}"
@@ -154,7 +181,11 @@ def train(data_dir: str, out_dir: str, model_name: str, groups_csv: str | None, 
 def models() -> None:
     """List the models 'train --model' accepts, with the settings each is trained with."""
     from cultural_music.models import available_models, model_defaults, model_summary
+    from cultural_music.training.auto import AUTO, resolve_candidates
 
+    mark = "  (default)" if DEFAULT_MODEL == AUTO else ""
+    click.echo(f"{AUTO}{mark}: compares {', '.join(resolve_candidates(None, available_models()))} (--candidates all adds "
+               "res-cnn) by group cross-validation on the train split and trains the best (docs/models.md)")
     for name in available_models():
         mark = "  (default)" if name == DEFAULT_MODEL else ""
         click.echo(f"{name}{mark}: {model_summary(name)}")

@@ -83,19 +83,10 @@ def _check_fold_classes(recordings: list[Recording], fold_of: dict[str, int], na
             log(f"warning: fold {name} has no test recording of {', '.join(sorted(set(classes) - inside))}")
 
 
-def run_cv(
-    data_dir: str | Path,
-    cfg: Config,
-    *,
-    folds: int = 5,
-    groups_csv: str | Path | None = None,
-    fold_column: str | None = None,
-    out_dir: str | Path = "cv",
-    cache_dir: str | Path | None = None,
-    workers: int | None = None,
-    progress: bool = True,
-    log: Callable[[str], Any] = print,
-) -> dict[str, Any]:
+def run_cv(data_dir: str | Path, cfg: Config, *, folds: int = 5, groups_csv: str | Path | None = None,
+           fold_column: str | None = None, out_dir: str | Path = "cv", cache_dir: str | Path | None = None,
+           workers: int | None = None, progress: bool = True, log: Callable[[str], Any] = print,
+           candidates: dict[str, Config] | None = None) -> dict[str, Any]:
     """Cross-validate ``cfg`` on a folder-per-class data set, grouped so nothing leaks.
 
     Parameters
@@ -109,6 +100,9 @@ def run_cv(
         Take the folds from this column of ``groups_csv`` (e.g. ESC's official ``fold``).
     out_dir
         Results folder; fold ``i``'s model folder is ``out_dir/fold_<i>``.
+    candidates
+        ``--model auto``: name -> config, chosen among inside every fold on its train split only
+        (``cfg`` scans the folder); the fold row's ``model`` is the winner.
 
     Returns
     -------
@@ -122,10 +116,9 @@ def run_cv(
 
     if fold_column is not None and groups_csv is None:  # before any decoding
         raise DatasetError(f"--fold-column {fold_column} needs the CSV holding it (--groups CSV)")
-    t_start = time.perf_counter()
-    out = ensure_dir(out_dir)
-    cache = FeatureCache(cache_dir or default_cache_dir())
-    prepared = prepare(data_dir, cfg, cache=cache, runner=LocalRunner(workers), groups_csv=groups_csv, progress=progress, log=log)
+    t_start, out = time.perf_counter(), ensure_dir(out_dir)
+    prepared = prepare(data_dir, cfg, cache=FeatureCache(cache_dir or default_cache_dir()), runner=LocalRunner(workers),
+                       groups_csv=groups_csv, progress=progress, log=log)
     recordings, root, skipped = prepared.recordings, prepared.scan.root, prepared.scan.skipped
     fold_idx, names, scheme = _make_folds(recordings, cfg, folds, groups_csv, fold_column, root, log)
     fold_of = {r.rel_path: f for r, f in zip(recordings, fold_idx)}
@@ -136,12 +129,13 @@ def run_cv(
     rows: list[dict[str, Any]] = []
     pooled: dict[str, list[Any]] = defaultdict(list)
     for k, name in enumerate(names):
-        rows.append(_run_fold(prepared, k, name, fold_of, len(names), out, classes, pooled))
+        rows.append(_run_fold(prepared, k, name, fold_of, len(names), out, classes, pooled, candidates))
         atomic_write_text(out / "cv_results.csv", _rows_csv(rows))
         _log_done(rows[-1], k, len(names), time.perf_counter() - t_start, log)
     return _finish(rows, pooled, out, t_start, scheme=scheme, n_folds=len(names), fold_names=names,
                    n_recordings=len(recordings), n_groups=n_groups, classes=classes, data_dir=str(root),
                    groups_csv=str(groups_csv) if groups_csv else None, config=cfg.to_dict(),
+                   candidates=list(candidates) if candidates else None,
                    skipped=[{"path": s.path, "reason": s.reason} for s in skipped])
 
 
@@ -185,7 +179,7 @@ def _make_folds(recordings: list[Recording], cfg: Config, folds: int, groups_csv
 
 
 def _run_fold(prepared: PreparedData, k: int, name: str, fold_of: dict[str, int], n_folds: int, out: Path,
-              classes: list[str], pooled: dict[str, list[Any]]) -> dict[str, Any]:
+              classes: list[str], pooled: dict[str, list[Any]], candidates: dict[str, Config] | None = None) -> dict[str, Any]:
     """Fit fold ``k`` on the prepared data (model folder ``out/fold_<k+1>``), score its test
     recordings from the features already there, add its answers to ``pooled``; its row.
 
@@ -194,13 +188,16 @@ def _run_fold(prepared: PreparedData, k: int, name: str, fold_of: dict[str, int]
     ``evaluate`` gives for the folder."""
     from cultural_music.evaluation.evaluate import evaluate_recordings
     from cultural_music.training.artifact import load_artifact
-    from cultural_music.training.pipeline import fit
+    from cultural_music.training.pipeline import choose_and_prepare, fit
 
     t0 = time.perf_counter()
     cfg, log = prepared.cfg, prepared.log
     log(f"== fold {k + 1}/{n_folds} (test: {name}, {sum(f == k for f in fold_of.values())} recordings) ==")
     fold_dir = out / f"fold_{k + 1}"
-    run = fit(prepared, fold_dir, assign_split=_assigner(fold_of, k, cfg.train.val_fraction, cfg.train.seed))
+    assign = _assigner(fold_of, k, cfg.train.val_fraction, cfg.train.seed)
+    if candidates:  # the model is chosen on this fold's train split only
+        prepared, assign = choose_and_prepare(prepared, candidates, assign)
+    run = fit(prepared, fold_dir, assign_split=assign)
     ev = evaluate_recordings(load_artifact(fold_dir), run.recordings, ExtractResult(dict(prepared.features.entries)), fold_dir,
                              plots=False, report=False)
     if ev.classes != classes:
@@ -210,12 +207,12 @@ def _run_fold(prepared: PreparedData, k: int, name: str, fold_of: dict[str, int]
     pooled["clip_true"].append(ev.clip_true)
     pooled["clip_proba"].append(ev.clip_proba)
     pooled["rows"] += [{**r, "fold": name} for r in ev.predictions]
-    return _fold_row(k, name, run, ev.metrics, time.perf_counter() - t0)
+    return _fold_row(k, name, run, ev.metrics, time.perf_counter() - t0, prepared.cfg.train.model)
 
 
-def _fold_row(k: int, name: str, run: Any, m: dict[str, Any], seconds: float) -> dict[str, Any]:
+def _fold_row(k: int, name: str, run: Any, m: dict[str, Any], seconds: float, model: str) -> dict[str, Any]:
     splits = [r.split for r in run.recordings]
-    row: dict[str, Any] = {"fold": k + 1, "fold_name": name, "n_train": splits.count("train"), "n_val": splits.count("val"),
+    row: dict[str, Any] = {"fold": k + 1, "fold_name": name, "model": model, "n_train": splits.count("train"), "n_val": splits.count("val"),
                            "n_test": m["n"], "n_test_clips": m["n_clips"], "best_epoch": run.best_epoch,
                            "epochs_run": len(run.history), "temperature": m["calibration"]["temperature"], "seconds": seconds}
     for level in ("recording", "clip"):

@@ -21,9 +21,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from cultural_music.config import Config
 from cultural_music.data.dataset import Recording
 from cultural_music.training.artifact import SPLIT_FILE, load_artifact, read_meta
-from cultural_music.training.pipeline import PreparedData, Refit, TrainingRun, fit
+from cultural_music.training.pipeline import PreparedData, Refit, TrainingRun, choose_and_prepare, fit
 
 __all__ = ["train_and_deploy", "measure", "score_held_out", "refit_on_everything", "HELD_OUT_FILES"]
 
@@ -33,19 +34,26 @@ HELD_OUT_FILES = ["metrics.json", "test_predictions.csv", "report.html", "plots"
 
 
 def train_and_deploy(prepared: PreparedData, out_dir: str | Path, *, refit: bool = True, resume: bool = False,
-                     plots: bool = True, report: bool = True) -> tuple[TrainingRun, dict[str, Any] | None]:
+                     plots: bool = True, report: bool = True, candidates: dict[str, Config] | None = None
+                     ) -> tuple[TrainingRun, dict[str, Any] | None]:
     """Steps 1-3 of the module docstring; returns the run of the model now in ``out_dir`` and
-    the held-out metrics (``None`` with ``refit=False``)."""
+    the held-out metrics (``None`` with ``refit=False``).  ``candidates`` (``--model auto``:
+    name -> config) first chooses the model on the train split
+    (:func:`~cultural_music.training.pipeline.choose_and_prepare`); the refit keeps the winner."""
+    assign = None
+    if candidates:
+        prepared, assign = choose_and_prepare(prepared, candidates)
     if not refit:
-        return fit(prepared, out_dir, resume=resume), None
-    run, metrics = measure(prepared, out_dir, resume=resume, plots=plots, report=report)
+        return fit(prepared, out_dir, resume=resume, assign_split=assign), None
+    run, metrics = measure(prepared, out_dir, resume=resume, plots=plots, report=report, assign_split=assign)
     return refit_on_everything(prepared, run), metrics
 
 
 def measure(prepared: PreparedData, out_dir: str | Path, *, resume: bool = False, plots: bool = True,
-            report: bool = True) -> tuple[TrainingRun, dict[str, Any]]:
-    """Steps 1 and 2: train on the train split into ``out_dir``, then :func:`score_held_out`."""
-    run = fit(prepared, out_dir, resume=resume)
+            report: bool = True, assign_split: Any = None) -> tuple[TrainingRun, dict[str, Any]]:
+    """Steps 1 and 2: train on the train split (``assign_split``: see ``fit``) into ``out_dir``,
+    then :func:`score_held_out`."""
+    run = fit(prepared, out_dir, resume=resume, assign_split=assign_split)
     return run, score_held_out(prepared, run, plots=plots, report=report)
 
 

@@ -3,7 +3,8 @@
 Nothing in it is fetched from the network: no script, font or style sheet from elsewhere, so it
 opens the same offline, attached to an e-mail or years later.  Sections, in order: headline
 numbers, class table, training curves, confusion matrices, ROC and PR curves, calibration,
-error analysis, data summary, training settings, notes (skipped files, unknown folders).
+error analysis, data summary, training settings, model choice (``--model auto``: the candidates'
+cross-validated scores and why the winner won), notes (skipped files, unknown folders).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ SECTIONS = (
     ("errors", "Error analysis"),
     ("data", "Data summary"),
     ("settings", "Training settings"),
+    ("choice", "Model choice"),
     ("notes", "Notes"),
 )
 
@@ -196,6 +198,27 @@ def _settings(meta: dict[str, Any]) -> str:
     return f'<div class="figs">{"".join(f"<div>{o}</div>" for o in out)}</div>'
 
 
+def _choice(meta: dict[str, Any]) -> str:
+    """model.json's ``model_choice``: one row per candidate (mean ± std and per-fold macro-F1,
+    head settings, seconds) and the reason the winner won."""
+    c = meta.get("model_choice")
+    if not c:
+        return (f'<p class="sub">The model was named (<span class="mono">--model {_e(meta.get("model", {}).get("name"))}'
+                "</span>): no comparison was made.</p>")
+    rows = []
+    for r in c.get("candidates", []):
+        mark = " (chosen)" if r["model"] == c["winner"] else ""
+        rows.append([f"<b>{_e(r['model'])}</b>{mark}" if mark else _e(r["model"]), f"{_f(r['mean_macro_f1'])} ± {_f(r['std_macro_f1'])}",
+                     _e(" ".join(f"{f:.3f}" for f in r["fold_macro_f1"])), _v(r["C"]) if r["C"] is not None else "–",
+                     _e(r["class_weighting"] or "–"), _f(r["seconds"], 1)])
+    text = (f'<p class="sub">Chosen by <b>{_e(c.get("scored_by"))}</b>: {_e(c.get("folds"))} folds over '
+            f'{_e(c.get("recordings"))} training recordings (validation and test files took no part). A mean within '
+            f'{_e(c.get("tie_tolerance"))} of the best is a tie, won by the cheaper model '
+            f'(cheapest first: {_e(", ".join(c.get("cost_order", [])))}).</p>')
+    table = _table(["candidate", "macro-F1 mean ± std", "per fold", "C", "class weighting", "seconds"], rows) if rows else ""
+    return text + table + f'<div class="note"><b>Why:</b> {_e(c.get("reason"))}</div>'
+
+
 def _notes(m: dict[str, Any]) -> str:
     items = []
     if m.get("unknown_classes"):
@@ -248,9 +271,10 @@ def render_report(*, metrics: dict[str, Any], meta: dict[str, Any], predictions:
         "errors": _errors(m, predictions, worst),
         "data": _data_summary(meta, m),
         "settings": _settings(meta),
+        "choice": _choice(meta),
         "notes": _notes(m),
     }
-    nav = "".join(f'<a href="#{k}">{_e(t)}</a>' for k, t in SECTIONS)
+    nav = " ".join(f'<a href="#{k}">{_e(t)}</a>' for k, t in SECTIONS)  # spaces: the links may wrap
     body = "".join(f'<section id="{k}"><h2>{_e(t)}</h2>{sections[k]}</section>' for k, t in SECTIONS)
     model = meta.get("model", {}).get("name", "model")
     sub = (f"{_e(model)} · {len(m['classes'])} classes · evaluated on {_e(m.get('data'))} · "

@@ -65,13 +65,16 @@ def group_folds(y: np.ndarray, groups: np.ndarray, seed: int) -> list[tuple[np.n
 
 def choose_head(z: np.ndarray, y: np.ndarray, groups: np.ndarray, n_classes: int, *, eps: float, seed: int,
                 score, C_values: tuple[float, ...] = C_GRID, weightings: tuple[str, ...] = WEIGHTINGS,
-                default: tuple[float, str]) -> HeadChoice:
+                default: tuple[float, str], folds: list[tuple[np.ndarray, np.ndarray]] | None = None) -> HeadChoice:
     """Search ``C_values`` x ``weightings`` on pooled features ``z`` ``(n, d)``, labels ``y`` and
     groups ``groups`` ``(n,)`` (one per clip).  ``score(oof_logits) -> float`` scores out-of-fold
     logits ``(n, k)`` (recording macro-F1, see the module docstring).  With one setting, or too
-    few groups to fold, ``default`` is returned unsearched."""
-    folds = group_folds(y, groups, seed)
-    if not folds or len(C_values) * len(weightings) < 2:
+    few groups to fold, ``default`` is returned unsearched.  ``folds`` (``(fit, held)`` clip-index
+    pairs, e.g. the model choice's, shared by several candidates) replaces :func:`group_folds`;
+    then even one setting is cross-validated (its out-of-fold logits are wanted)."""
+    given = folds is not None
+    folds = group_folds(y, groups, seed) if folds is None else folds
+    if not folds or (len(C_values) * len(weightings) < 2 and not given):
         why = "" if folds else "too few groups to cross-validate: the configured settings are used"
         return HeadChoice(default[0], default[1], len(folds), reason=why)
     best: tuple[float, float, int] | None = None

@@ -32,7 +32,8 @@ from cultural_music.training.artifact import SPLIT_FILE, file_sha256, save_artif
 from cultural_music.training.clip_dataset import ClipDataset, build_items
 from cultural_music.training.loop import CHECKPOINT_NAME, train_model
 
-__all__ = ["TrainingRun", "PreparedData", "Refit", "prepare", "prepare_run", "fit", "run_training", "summary_table"]
+__all__ = ["TrainingRun", "PreparedData", "Refit", "prepare", "prepare_run", "fit", "run_training", "summary_table",
+           "choose_and_prepare"]
 
 Assign = Callable[[list[Recording]], list[Recording]]
 
@@ -63,20 +64,23 @@ class PreparedData:
     runner: Runner
     progress: bool = True
     log: Callable[[str], Any] = field(default=print, repr=False)
+    model_choice: dict[str, Any] | None = None  #: model.json's ``model_choice`` (``--model auto``), if made
 
-    def split(self, assign_split: Assign | None = None) -> tuple[list[Recording], ExtractResult, list[Skipped]]:
-        """Split by group and add the augmented variants of the training files (cached).
-
-        ``assign_split`` maps the usable recordings to recordings with ``split`` set (default:
-        :func:`split_recordings` with the config's fractions and seed; cross-validation passes
-        its fold assignment).  Returns the split recordings, their features (clean entries, and
-        augmented ones for training files) and every skipped file; ``self`` is not changed.
-        """
+    def assign(self, assign_split: Assign | None = None) -> list[Recording]:
+        """The usable recordings with ``split`` set: ``assign_split`` (cross-validation's fold
+        assignment), default :func:`split_recordings` with the config's fractions and seed."""
         cfg, usable = self.cfg, list(self.recordings)
         if assign_split is None:
-            recordings = split_recordings(usable, val_fraction=cfg.train.val_fraction, test_fraction=cfg.train.test_fraction, seed=cfg.train.seed)
-        else:
-            recordings = assign_split(usable)
+            return split_recordings(usable, val_fraction=cfg.train.val_fraction, test_fraction=cfg.train.test_fraction, seed=cfg.train.seed)
+        return assign_split(usable)
+
+    def split(self, assign_split: Assign | None = None) -> tuple[list[Recording], ExtractResult, list[Skipped]]:
+        """Split by group (:meth:`assign`) and add the augmented variants of the training files (cached).
+
+        Returns the split recordings, their features (clean entries, and augmented ones for
+        training files) and every skipped file; ``self`` is not changed.
+        """
+        cfg, recordings = self.cfg, self.assign(assign_split)
         clean = self.features
         features = ExtractResult(dict(clean.entries), list(clean.skipped), clean.n_decoded, clean.n_indexed)
         skipped = list(self.scan.skipped)
@@ -126,6 +130,39 @@ def prepare(
     if len({r.label for r in usable}) < 2:
         raise DatasetError("fewer than 2 classes have usable files")
     return PreparedData(scan, usable, clean, cfg, cache, runner, progress, log)
+
+
+def choose_and_prepare(prepared: PreparedData, candidates: dict[str, Config], assign_split: Assign | None = None
+                       ) -> tuple[PreparedData, Assign]:
+    """``--model auto``: choose among ``candidates`` (name -> config) on the train split of
+    ``prepared.assign(assign_split)`` (:func:`~cultural_music.training.auto.choose_model`; the
+    validation and test recordings are not read), log the comparison, and return the winner's
+    prepared data (its config, its clean features of every recording, ``model_choice`` set) with
+    an assigner that gives :func:`fit` exactly the split the choice was made on."""
+    from cultural_music.training.auto import choose_model, format_choice
+
+    recordings = prepared.assign(assign_split)
+    train = [r for r in recordings if r.split == "train"]
+    prepared.log(f"choosing the model among {', '.join(candidates)} on the train split ({len(train)} recordings)")
+    choice = choose_model(train, candidates, cache=prepared.cache, runner=prepared.runner, seed=prepared.cfg.train.seed,
+                          progress=prepared.progress, log=prepared.log)
+    summary = choice.summary()
+    prepared.log(format_choice(summary))
+    won = prepared
+    if choice.cfg != prepared.cfg:
+        feats = extract_features(prepared.recordings, choice.cfg, prepared.cache, augment_splits=(), runner=prepared.runner,
+                                 progress=prepared.progress, desc=f"decode + features ({choice.winner})")
+        if feats.skipped:
+            prepared.log(f"skipped {len(feats.skipped)} file(s):\n" + format_skipped(feats.skipped))
+        usable = [r for r in prepared.recordings if r.rel_path in feats.entries]
+        scan = replace(prepared.scan, skipped=prepared.scan.skipped + feats.skipped)
+        won = replace(prepared, scan=scan, recordings=usable, features=feats, cfg=choice.cfg)
+    keep = {r.rel_path: r for r in recordings}
+
+    def same_split(usable: list[Recording]) -> list[Recording]:
+        return [keep[r.rel_path] for r in usable if r.rel_path in keep]
+
+    return replace(won, model_choice=summary), same_split
 
 
 def _check_duplicates(recordings: list[Recording], extracted: ExtractResult, log: Callable[[str], Any]) -> None:
@@ -319,6 +356,8 @@ def _fit_into(out: Path, ckpt_dir: Path, prepared: PreparedData, assign_split: A
     extra = {"training": done.summary, "settings": applicable_settings(done.cfg),
              "data": _data_summary(prepared.scan.root, skipped, recordings, extracted),
              "split_sha256": file_sha256(out / SPLIT_FILE), **done.post}
+    if prepared.model_choice is not None:
+        extra["model_choice"] = prepared.model_choice
     if refit is not None:
         extra["refit"] = refit.info
     save_artifact(out, model, classes=classes, config=done.cfg, model_name=done.cfg.train.model, extra=extra)
