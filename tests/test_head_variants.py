@@ -149,3 +149,23 @@ def _clean_ds(items: list[ClipItem]):
 
 def _labels(items: list[ClipItem]) -> np.ndarray:
     return np.array([it.label for it in items])
+
+
+def test_a_tuned_heads_validation_files_get_variants_too(tmp_path: Path) -> None:
+    """With ``train.tune`` the training side is train + val, so both get cached variants; the test
+    split never does (and without ``tune`` only the train split does)."""
+    from conftest import make_tone_dataset
+
+    from cultural_music.features.cache import FeatureCache
+    from cultural_music.features.jobs import LocalRunner
+    from cultural_music.training import pipeline
+
+    data = make_tone_dataset(tmp_path / "d", per_class=4, seconds=1.0)
+    base = default_config("seed-cnn").replace(audio={"sample_rate": 8000, "clip_seconds": 1.0}, features={"n_mels": 32},
+                                              augment={"n_variants": 1, "pitch_shift_p": 0.0, "time_stretch_p": 0.0})
+    for tune, sides in (((), {"train"}), (("logreg_c",), {"train", "val"})):
+        prepared = pipeline.prepare(data, base.replace(train={"tune": tune}), cache=FeatureCache(tmp_path / "c"),
+                                    runner=LocalRunner(1), progress=False, log=lambda s: None)
+        recs, feats, _ = prepared.split()
+        with_var = {r.split for r in recs if feats.entries[r.rel_path].n_variants == 1}
+        assert with_var == sides and {r.split for r in recs} == {"train", "val", "test"}
