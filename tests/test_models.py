@@ -100,7 +100,7 @@ def test_musicnn_head_pools_over_patches() -> None:
     one = torch.rand(1, 1, 1506, 1)
     with torch.no_grad():  # mean pooling: a clip of two identical patches is the same as one patch
         torch.testing.assert_close(m(one.repeat(1, 1, 1, 2)), m(one))
-    with pytest.raises(ParameterError, match="musicnn embeddings"):
+    with pytest.raises(ParameterError, match="backbone's embeddings"):
         build_model("musicnn", n_classes=2, n_rows=128)
     with pytest.raises(ParameterError, match="log-mels"):
         build_model("musicnn-finetune", n_classes=2, n_rows=128, backbone=None)

@@ -14,7 +14,7 @@ from typing import Any
 
 from cultural_music.errors import ParameterError, check_in_range, check_positive
 
-__all__ = ["AudioConfig", "FeatureConfig", "AugmentConfig", "TrainConfig", "Config", "n_patches", "FEATURE_KINDS", "SAVED_DEFAULTS", "PAD_MODES", "LR_SCHEDULES", "CLASS_WEIGHTINGS", "OPTIMIZERS"]
+__all__ = ["AudioConfig", "FeatureConfig", "AugmentConfig", "TrainConfig", "Config", "n_patches", "FEATURE_KINDS", "EMBEDDING_KINDS", "SAVED_DEFAULTS", "PAD_MODES", "LR_SCHEDULES", "CLASS_WEIGHTINGS", "OPTIMIZERS"]
 
 
 PAD_MODES = ("repeat", "zeros")
@@ -68,14 +68,27 @@ class AudioConfig:
 LOGMEL = "logmel"
 MUSICNN = "musicnn"
 MUSICNN_EMBEDDING = "musicnn-embedding"
-FEATURE_KINDS = (LOGMEL, MUSICNN, MUSICNN_EMBEDDING)
+YAMNET_EMBEDDING = "yamnet-embedding"
+FUSION_EMBEDDING = "fusion-embedding"
+FEATURE_KINDS = (LOGMEL, MUSICNN, MUSICNN_EMBEDDING, YAMNET_EMBEDDING, FUSION_EMBEDDING)
+#: kinds that are a frozen pretrained network's embeddings ``(n_rows, patches)``
+EMBEDDING_KINDS = (MUSICNN_EMBEDDING, YAMNET_EMBEDDING, FUSION_EMBEDDING)
 MUSICNN_BACKBONES = ("MSD_musicnn", "MTT_musicnn")
+YAMNET = "yamnet"
+FUSION_BACKBONES = ("MSD_musicnn+yamnet",)  #: musicnn + YAMNet, concatenated (see features.fusion)
+#: backbones each embedding kind accepts (the first is the default)
+KIND_BACKBONES = {MUSICNN_EMBEDDING: MUSICNN_BACKBONES, YAMNET_EMBEDDING: (YAMNET,), FUSION_EMBEDDING: FUSION_BACKBONES}
 MUSICNN_SAMPLE_RATE = 16000  #: Hz: the musicnn networks' input rate
 MUSICNN_N_MELS = 96  #: mel bands of the musicnn input
 MUSICNN_EMBEDDING_DIM = 1506  #: [mean_pool, max_pool] of the musicnn mid-end (753 + 753)
 MUSICNN_PATCH_FRAMES = 187  #: frames of one musicnn input patch (3 s at hop 256, 16 kHz)
 MUSICNN_N_FFT = 512  #: samples (32 ms) per FFT frame of the musicnn input
 MUSICNN_HOP = 256  #: samples (16 ms) between musicnn log-mel frames
+YAMNET_EMBEDDING_DIM = 1024  #: YAMNet's embedding of one 0.96 s patch
+_YAMNET_MIN_SAMPLES, _YAMNET_PATCH_HOP = 15600, 7680  #: one 0.975 s patch; 0.48 s between patches (16 kHz)
+#: rows of each embedding kind
+EMBEDDING_DIMS = {MUSICNN_EMBEDDING: MUSICNN_EMBEDDING_DIM, YAMNET_EMBEDDING: YAMNET_EMBEDDING_DIM,
+                  FUSION_EMBEDDING: MUSICNN_EMBEDDING_DIM + YAMNET_EMBEDDING_DIM}
 
 
 @dataclass(frozen=True)
@@ -91,6 +104,10 @@ class FeatureConfig:
       with ``n_fft=512``, ``hop_length=256``, ``n_mels=96``.  Shape ``(96, frames)``.
     - ``"musicnn-embedding"`` with ``backbone`` ``"MSD_musicnn"`` or ``"MTT_musicnn"``: the frozen
       backbone's 1506-dim embedding of every 3 s patch of the musicnn input.  Shape ``(1506, patches)``.
+    - ``"yamnet-embedding"`` (backbone ``"yamnet"``): YAMNet's 1024-dim embedding of every 0.96 s
+      patch, 0.48 s apart.  Shape ``(1024, patches)``.
+    - ``"fusion-embedding"`` (backbone ``"MSD_musicnn+yamnet"``): both, on YAMNet's patch grid
+      (each YAMNet patch beside the musicnn patch holding its centre).  Shape ``(2530, patches)``.
 
     ``backbone`` is ``None`` for the other kinds.  The musicnn kinds need
     ``AudioConfig.sample_rate == 16000`` and fix ``n_fft``, ``hop_length``, ``n_mels`` (96) and the
@@ -116,7 +133,9 @@ class FeatureConfig:
         check_positive("top_db", "FeatureConfig", self.top_db)
         if self.kind not in FEATURE_KINDS:
             raise ParameterError(f"The 'kind' parameter of FeatureConfig must be one of {list(FEATURE_KINDS)}. Got {self.kind!r} instead.")
-        allowed = MUSICNN_BACKBONES if self.kind == MUSICNN_EMBEDDING else (None,)
+        allowed = KIND_BACKBONES.get(self.kind, (None,))
+        if self.backbone is None and self.kind in (YAMNET_EMBEDDING, FUSION_EMBEDDING):
+            object.__setattr__(self, "backbone", allowed[0])  # the kind's only backbone
         if self.backbone not in allowed:
             raise ParameterError(f"The 'backbone' parameter of FeatureConfig must be one of {list(allowed)} for kind "
                                  f"{self.kind!r}. Got {self.backbone!r} instead.")
@@ -143,12 +162,15 @@ class FeatureConfig:
         """The default settings of a feature kind (musicnn kinds: the only valid ones); ``kind``
         may also be the one-string form ``"musicnn-embedding:<backbone>"``."""
         base, named = _split_kind(kind)
-        return cls(kind=base, backbone=backbone if named is None else named, **_fixed_settings(base))
+        backbone = backbone if named is None else named
+        if backbone is None and base in KIND_BACKBONES and base != MUSICNN_EMBEDDING:
+            backbone = KIND_BACKBONES[base][0]  # the kind's only backbone
+        return cls(kind=base, backbone=backbone, **_fixed_settings(base))
 
     @property
     def n_rows(self) -> int:
-        """Rows of the feature map the model sees: ``n_mels``, or 1506 for embeddings."""
-        return MUSICNN_EMBEDDING_DIM if self.kind == MUSICNN_EMBEDDING else self.n_mels
+        """Rows of the feature map the model sees: ``n_mels``, or the embedding size (1506, 1024, 2530)."""
+        return EMBEDDING_DIMS.get(self.kind, self.n_mels)
 
     @property
     def sample_rate(self) -> int | None:
@@ -157,7 +179,10 @@ class FeatureConfig:
 
     def n_frames(self, n_samples: int) -> int:
         """Columns produced for ``n_samples`` samples: frames (librosa's ``center=True``
-        framing), or 3 s patches for embeddings (see :func:`n_patches`)."""
+        framing), 3 s patches for musicnn embeddings (see :func:`n_patches`), or YAMNet's 0.96 s
+        patches 0.48 s apart (the clip zero-padded to whole patches) for the YAMNet and fusion kinds."""
+        if self.kind in (YAMNET_EMBEDDING, FUSION_EMBEDDING):
+            return 1 + -(-max(0, n_samples - _YAMNET_MIN_SAMPLES) // _YAMNET_PATCH_HOP)
         frames = 1 + n_samples // self.hop_length
         return n_patches(frames) if self.kind == MUSICNN_EMBEDDING else frames
 

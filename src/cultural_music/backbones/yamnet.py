@@ -41,7 +41,7 @@ from cultural_music.backbones.packaged import load_weights
 __all__ = [
     "SAMPLE_RATE", "WINDOW", "HOP", "N_FFT", "N_MELS", "PATCH_FRAMES", "PATCH_HOP",
     "EMBEDDING_DIM", "N_CLASSES", "pad_waveform", "mel_matrix", "yamnet_log_mel",
-    "yamnet_patches", "YamnetBackbone", "load_yamnet", "pretrained_yamnet", "embed_clip",
+    "yamnet_patches", "YamnetBackbone", "load_yamnet", "pretrained_yamnet", "embed_clip", "embed_waveforms",
 ]  # fmt: skip
 
 SAMPLE_RATE = 16000  #: Hz, mono
@@ -261,3 +261,32 @@ def embed_clip(
                          for i in range(0, len(patches), batch_size)])  # fmt: skip
     model.train(was_training)
     return torch.cat([emb.mean(dim=0), emb.amax(dim=0)]).numpy().astype(np.float32)
+
+
+def embed_waveforms(clips: np.ndarray, model: YamnetBackbone | None = None, *, batch_size: int = 64) -> np.ndarray:
+    """Patch embeddings of a batch of equal-length clips (the ``"yamnet-embedding"`` features).
+
+    Parameters
+    ----------
+    clips
+        float32 ``(n, samples)`` 16 kHz mono waveforms.
+    model
+        Default :func:`pretrained_yamnet`.
+    batch_size
+        Patches per forward pass.
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``(n, 1024, patches)``, one column per 0.96 s patch (0.48 s apart; each clip
+        zero-padded to whole patches as :func:`pad_waveform` does).
+    """
+    y = np.asarray(clips, dtype=np.float32)
+    if y.ndim != 2 or y.shape[1] == 0:
+        raise ParameterError(f"The 'clips' parameter of embed_waveforms must be (n, samples). Got shape {y.shape} instead.")
+    model = model if model is not None else pretrained_yamnet()
+    patches = np.concatenate([yamnet_patches(yamnet_log_mel(clip)) for clip in y])  # (n * p, 96, 64)
+    with torch.inference_mode():
+        emb = torch.cat([model.embedding(torch.from_numpy(patches[i : i + batch_size]))
+                         for i in range(0, len(patches), batch_size)])  # fmt: skip
+    return emb.numpy().reshape(len(y), -1, EMBEDDING_DIM).transpose(0, 2, 1).astype(np.float32, copy=True)

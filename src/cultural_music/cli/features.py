@@ -12,12 +12,15 @@ from cultural_music.cli.options import backend_options, cache_option, make_runne
 @click.option("--duration", type=click.FloatRange(min=0.05), default=30.0, show_default=True, help="Clip length in seconds.")
 @click.option("--sample-rate", type=click.IntRange(1000, 384000), default=22050, show_default=True, help="Sample rate in Hz.")
 @click.option("--n-mels", type=click.IntRange(8, 512), default=128, show_default=True)
+@click.option("--model", "model_name", default=None, metavar="NAME",
+              help="Cache the features this model trains on (e.g. musicnn, yamnet, fusion: the backbone's embeddings; "
+                   "they fix the sample rate and mels); default: log-mels with the settings above.")
 @cache_option
 @workers_option
 @backend_options
 @quiet_option
-def features(data_dir: str, duration: float, sample_rate: int, n_mels: int, cache_dir: str | None, workers: int | None,
-             backend: str, address: str | None, quiet: bool) -> None:
+def features(data_dir: str, duration: float, sample_rate: int, n_mels: int, model_name: str | None, cache_dir: str | None,
+             workers: int | None, backend: str, address: str | None, quiet: bool) -> None:
     """Decode DATA_DIR/<Class>/<files> and cache their features, so that training decodes nothing.
 
     With --backend ray the files are done by Ray tasks (on the cluster given by --address, else
@@ -28,8 +31,12 @@ def features(data_dir: str, duration: float, sample_rate: int, n_mels: int, cach
     from cultural_music.config import Config
     from cultural_music.features.extract import fill_cache
 
-    runner = make_runner(backend, address, workers)
     cfg = Config().replace(audio={"sample_rate": sample_rate, "clip_seconds": duration}, features={"n_mels": n_mels})
+    if model_name is not None:
+        from cultural_music.cli.train import build_config
+
+        cfg = build_config(model_name, {"duration": duration}).replace(augment={"n_variants": 0})
+    runner = make_runner(backend, address, workers)
     store = FeatureCache(cache_dir or default_cache_dir())
     scan, result = fill_cache(data_dir, cfg, store, runner=runner, progress=not quiet)
     for w in scan.warnings:

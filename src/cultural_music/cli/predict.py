@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -32,27 +33,41 @@ from cultural_music.cli.options import quiet_option
 @click.option("--onnx", "use_onnx", is_flag=True, help="Run MODEL_DIR/model.onnx with onnxruntime (no torch).")
 @click.option("--timeline", is_flag=True, help="Also print each file's labelled segments.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of the text line.")
+@click.option("--labels", "labels", multiple=True, metavar="FORMAT",
+              help="Also write each file's timeline as a label file: audacity, raven, sonic-visualiser "
+                   "(repeat or comma-separate for several; docs/prediction.md).")
+@click.option("--labels-dir", "labels_dir", type=click.Path(file_okay=False), default=None,
+              help="With --labels: write label files under this folder, mirroring the input tree "
+                   "(default: next to each recording).")
 @quiet_option
 def predict(model_dir: str, paths: tuple[str, ...], out: str | None, resume: bool, overwrite: bool, hop: float | None,
-            threshold: float | None, use_onnx: bool, timeline: bool, as_json: bool, quiet: bool) -> None:
+            threshold: float | None, use_onnx: bool, timeline: bool, as_json: bool, labels: tuple[str, ...],
+            labels_dir: str | None, quiet: bool) -> None:
     """Name the kind of each recording in PATHS (files or folders) with MODEL_DIR."""
     from cultural_music.errors import CulturalMusicError
     from cultural_music.inference.batch import run_batch
+    from cultural_music.inference.label_files import LabelWriter, check_label_options
     from cultural_music.inference.load import load_classifier
 
+    check_label_options(labels, labels_dir)
     clf = load_classifier(model_dir, onnx=use_onnx)
+    writer = LabelWriter(paths, labels, sample_rate=clf.config.audio.sample_rate, out_dir=labels_dir,
+                         report=lambda msg: click.echo(one_line(f"error: {msg}"), err=True)) if labels else None
     if out is not None:
         summary = run_batch(clf, paths, out=out, resume=resume, overwrite=overwrite, hop_seconds=hop,
-                            threshold=threshold, progress=not quiet)
+                            threshold=threshold, progress=not quiet, on_row=writer.write_row if writer else None)
         click.echo(summary.line())
         if summary.n_ok == 0 and summary.n_failed:
             raise CulturalMusicError(f"no file could be labelled ({summary.n_failed} failed; reasons in {out})")
-        return
-    _print_predictions(clf, paths, hop=hop, threshold=threshold, timeline=timeline, as_json=as_json)
+    else:
+        _print_predictions(clf, paths, hop=hop, threshold=threshold, timeline=timeline, as_json=as_json,
+                           on_prediction=writer.write_prediction if writer else None)
+    if writer is not None and writer.failed:
+        raise CulturalMusicError(writer.summary())
 
 
 def _print_predictions(clf: Any, paths: tuple[str, ...], *, hop: float | None, threshold: float | None,
-                       timeline: bool, as_json: bool) -> None:
+                       timeline: bool, as_json: bool, on_prediction: Callable[[Any], Any] | None = None) -> None:
     """One line per file on stdout; a file that fails is reported (stderr, or a JSON error row)
     and skipped, as in a batch run (:func:`~cultural_music.inference.batch.try_predict`)."""
     from cultural_music.errors import CulturalMusicError
@@ -65,6 +80,8 @@ def _print_predictions(clf: Any, paths: tuple[str, ...], *, hop: float | None, t
     failed = 0
     for path in files:
         got = try_predict(clf, path, hop_seconds=hop, threshold=threshold)
+        if on_prediction is not None and not isinstance(got, str):
+            on_prediction(got)
         if isinstance(got, str):
             failed += 1
             if as_json:

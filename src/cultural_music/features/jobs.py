@@ -29,10 +29,10 @@ import numpy as np
 
 from cultural_music.features.audio import audio_info
 from cultural_music.features.cache import FeatureCache, FeatureEntry, FileSignature
-from cultural_music.config import Config
+from cultural_music.config import FUSION_EMBEDDING, Config
 from cultural_music.data.dataset import file_sha256
 from cultural_music.errors import AudioLoadError, CulturalMusicError
-from cultural_music.features.compute import feature_batches
+from cultural_music.features.compute import component_configs, feature_batches, fuse_embeddings
 from cultural_music.features.orphan import exit_with_owner, owner_token
 
 __all__ = ["ExtractJob", "JobResult", "Runner", "LocalRunner", "extract_one", "entry_for", "chunk_size", "default_workers"]
@@ -114,8 +114,10 @@ def entry_for(job: ExtractJob, cfg: Config, cache: FeatureCache, sha: str, durat
     if clean is None:
         if not compute:
             return None
-        clean = cache.store_chunks(clean_path, _feature_chunks(job.path, cfg, None, None))
-        decoded = True
+        if cfg.features.kind == FUSION_EMBEDDING:
+            clean, decoded = _store_fused(job, cfg, cache, sha, duration, clean_path, augmented=False)
+        else:
+            clean, decoded = cache.store_chunks(clean_path, _feature_chunks(job.path, cfg, None, None)), True
     aug_path, n_var = None, 0
     if job.augment and cfg.augment.n_variants > 0:
         aug_path = cache.path(fkey, sha, akey)
@@ -123,12 +125,34 @@ def entry_for(job: ExtractJob, cfg: Config, cache: FeatureCache, sha: str, durat
         if aug is None or aug[:2] != (cfg.augment.n_variants, clean[0]):
             if not compute:
                 return None
-            aug = cache.store_chunks(aug_path, _augmented_chunks(job.path, cfg, sha), lead=cfg.augment.n_variants)
-            decoded = True
+            if cfg.features.kind == FUSION_EMBEDDING:
+                aug, fresh = _store_fused(job, cfg, cache, sha, duration, aug_path, augmented=True)
+            else:
+                aug, fresh = cache.store_chunks(aug_path, _augmented_chunks(job.path, cfg, sha), lead=cfg.augment.n_variants), True
+            decoded = decoded or fresh
         n_var = int(aug[0])
     entry = FeatureEntry(job.rel_path, sha, int(clean[0]), float(duration), Path(clean_path),
                          None if aug_path is None else Path(aug_path), n_var)
     return JobResult(job.rel_path, entry, decoded, signature)
+
+
+def _store_fused(job: ExtractJob, cfg: Config, cache: FeatureCache, sha: str, duration: float, path: Path, *,
+                 augmented: bool) -> tuple[tuple[int, ...], bool]:
+    """Store a fusion entry joined from its two components' entries (each looked up in, or
+    computed into, the cache under its own key, so a file is never embedded twice by one
+    backbone); returns the stored shape and whether anything was decoded."""
+    parts, decoded = [], False
+    for part_cfg in component_configs(cfg):
+        result = entry_for(ExtractJob(job.path, job.rel_path, augmented), part_cfg, cache, sha, duration, compute=True)
+        assert result is not None and result.entry is not None
+        entry = result.entry
+        parts.append(cache.load(entry.aug_path if augmented else entry.clean_path, mmap=False))
+        decoded = decoded or result.decoded
+    if any(p is None for p in parts):
+        raise AudioLoadError(job.path, "a component of the fused features vanished from the cache")
+    fused = fuse_embeddings(parts[0], parts[1], cfg.audio.clip_samples)
+    cache.store(path, fused)
+    return tuple(int(n) for n in fused.shape), decoded
 
 
 def _keys(cfg: Config) -> tuple[str, str]:

@@ -4,7 +4,9 @@ The graph is the WHOLE network: it takes the network's input ``(batch, 1, rows, 
 ``features`` and returns logits ``(batch, n_classes)`` named ``logits``.  For the log-mel kinds
 the input is the model's features (``rows`` = mel bands).  For embedding models (a frozen
 pretrained backbone + head, whose training features are cached embeddings) the input is the
-backbone's own input, the musicnn log-mel ``(batch, 1, 96, frames)`` computed by numpy code; the
+backbone's own input: for ``musicnn`` the musicnn log-mel ``(batch, 1, 96, frames)`` computed by
+numpy code, for ``yamnet`` and ``fusion`` the 16 kHz waveform ``(batch, 1, samples)`` (their front
+ends are in the graph, :mod:`~cultural_music.inference.waveform_net`); the
 graph cuts it into the same 3 s patches as :func:`~cultural_music.backbones.musicnn.embed_logmels`,
 runs the backbone and the head, so ONNX prediction needs neither torch nor the cached
 embeddings (metadata ``input_kind`` names the input).  The batch axis
@@ -33,7 +35,7 @@ from cultural_music.atomic import atomic_path
 from cultural_music.errors import CulturalMusicError, OutputError
 from cultural_music.metrics.classification import softmax
 from cultural_music.inference.classifier import ONNX_FILE
-from cultural_music.inference.onnx_backend import network_input_config
+from cultural_music.inference.onnx_backend import WAVEFORM, network_input_config, network_input_kind
 
 __all__ = ["ONNX_FILE", "export_onnx", "exportable", "WholeNetwork"]
 
@@ -100,17 +102,22 @@ class WholeNetwork(nn.Module):
         return self.head(emb[:, None])
 
 
-def _network(art: Any, cfg: Config) -> tuple[nn.Module, int, int]:
-    """The module to export, and its input's ``(rows, frames)``."""
+def _network(art: Any, cfg: Config) -> tuple[nn.Module, tuple[int, ...]]:
+    """The module to export, and the shape of one input item (``(1, rows, frames)``, or
+    ``(1, samples)`` for a waveform input)."""
     from cultural_music.features.compute import compute_features
 
+    if network_input_kind(cfg) == WAVEFORM:
+        from cultural_music.inference.waveform_net import waveform_network
+
+        return waveform_network(art.model, cfg), (1, cfg.audio.clip_samples)
     net_cfg = network_input_config(cfg)
     rows, frames = compute_features(np.zeros((1, cfg.audio.clip_samples), dtype=np.float32), net_cfg).shape[1:]
     if net_cfg is cfg:
-        return art.model, rows, frames
+        return art.model, (1, rows, frames)
     from cultural_music.backbones.musicnn import pretrained
 
-    return WholeNetwork(pretrained(cfg.features.backbone), art.model, frames).eval(), rows, frames
+    return WholeNetwork(pretrained(cfg.features.backbone), art.model, frames).eval(), (1, rows, frames)
 
 
 def _bins(length: int, n: int) -> list[tuple[int, int]]:
@@ -169,8 +176,8 @@ def export_onnx(model_dir: str | Path, *, opset: int = DEFAULT_OPSET, check: boo
 
     art = load_artifact(model_dir)
     cfg = art.config
-    whole, rows, frames = _network(art, cfg)
-    example = torch.zeros(2, 1, rows, frames)
+    whole, item = _network(art, cfg)
+    example = torch.zeros(2, *item)
     net = exportable(whole, example)
     target = Path(model_dir) / ONNX_FILE
     with atomic_path(target, suffix=".onnx") as tmp:
@@ -183,7 +190,7 @@ def export_onnx(model_dir: str | Path, *, opset: int = DEFAULT_OPSET, check: boo
             raise CulturalMusicError(f"{model_dir}: cannot export '{art.meta['model']['name']}' to ONNX ({err})") from err
         proto = onnx.load(str(tmp))
         props = {"weights_sha256": art.meta["weights_sha256"], "classes": "\n".join(art.classes),
-                 "input_shape": f"batch,1,{rows},{frames}", "input_kind": network_input_config(cfg).features.kind,
+                 "input_shape": ",".join(["batch", *map(str, item)]), "input_kind": network_input_kind(cfg),
                  "package_version": __version__}
         for key, value in props.items():
             entry = proto.metadata_props.add()
@@ -192,21 +199,25 @@ def export_onnx(model_dir: str | Path, *, opset: int = DEFAULT_OPSET, check: boo
             onnx.save(proto, str(tmp))
         except OSError as err:
             raise OutputError(f"{target}: cannot write ({err.strerror or err})") from err
-        diff = _parity(whole, tmp, rows, frames) if check else None
+        diff = _parity(whole, tmp, item, waveform=network_input_kind(cfg) == WAVEFORM) if check else None
         if diff is not None and diff > PARITY_TOLERANCE:
             raise CulturalMusicError(f"{target}: ONNX probabilities differ from PyTorch by {diff:.2g} "
                                      f"(> {PARITY_TOLERANCE}); file not written")
-    return {"path": str(target), "frames": frames, "max_abs_diff": diff}
+    return {"path": str(target), "frames": item[-1], "max_abs_diff": diff}
 
 
-def _parity(model: nn.Module, onnx_path: Path, rows: int, frames: int) -> float:
+def _parity(model: nn.Module, onnx_path: Path, item: tuple[int, ...], *, waveform: bool) -> float:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     g = np.random.default_rng(0)
     worst = 0.0
     for n in (1, 3):
-        x = 4 * g.random((n, 1, rows, frames), dtype=np.float32)  # beyond 0..1: log-mels of the musicnn kinds reach ~5
+        if waveform:  # noise and a tone, in [-1, 1]
+            t = np.arange(item[-1], dtype=np.float32) / 16000
+            x = (0.2 * g.standard_normal((n, *item)) + 0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        else:
+            x = 4 * g.random((n, *item), dtype=np.float32)  # beyond 0..1: log-mels of the musicnn kinds reach ~5
         with torch.no_grad():
             ref = softmax(model(torch.from_numpy(x)).numpy())
         got = softmax(session.run(None, {"features": x})[0])

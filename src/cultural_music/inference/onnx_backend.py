@@ -14,13 +14,23 @@ from typing import Any
 
 import numpy as np
 
-from cultural_music.config import MUSICNN, Config, FeatureConfig
+from cultural_music.config import FUSION_EMBEDDING, MUSICNN, YAMNET_EMBEDDING, Config, FeatureConfig
 from cultural_music.errors import CulturalMusicError, ModelLoadError
 from cultural_music.training.artifact import read_meta
-from cultural_music.features.compute import feature_batches
+from cultural_music.features.compute import clip_batches, feature_batches
 from cultural_music.inference.classifier import _BATCH, DEFAULT_MODEL_DIR, ONNX_FILE, WindowClassifier
 
-__all__ = ["ONNX_FILE", "OnnxClassifier", "network_input_config"]
+__all__ = ["ONNX_FILE", "OnnxClassifier", "network_input_config", "network_input_kind", "WAVEFORM"]
+
+WAVEFORM = "waveform"  #: input kind of graphs that start from the clip's samples ``(batch, 1, samples)``
+
+
+def network_input_kind(cfg: Config) -> str:
+    """What the exported whole network takes: ``"waveform"`` for the YAMNet and fusion models
+    (front ends inside the graph), else the feature kind of :func:`network_input_config`."""
+    if cfg.features.kind in (YAMNET_EMBEDDING, FUSION_EMBEDDING):
+        return WAVEFORM
+    return network_input_config(cfg).features.kind
 
 
 def network_input_config(cfg: Config) -> Config:
@@ -55,10 +65,11 @@ class OnnxClassifier(WindowClassifier):
         self.session = session
         self._input = session.get_inputs()[0].name
         self.input_config = network_input_config(config)
+        self.input_kind = network_input_kind(config)
         recorded = session.get_modelmeta().custom_metadata_map.get("input_kind", self.input_config.features.kind)
-        if recorded != self.input_config.features.kind:
+        if recorded != self.input_kind:
             raise ModelLoadError(f"{Path(directory) / ONNX_FILE}: takes {recorded!r} input, not the whole network's "
-                                 f"{self.input_config.features.kind!r}; re-run 'cultural-music export {directory} --onnx'")
+                                 f"{self.input_kind!r}; re-run 'cultural-music export {directory} --onnx'")
 
     @classmethod
     def load(cls, model_dir: str | Path = DEFAULT_MODEL_DIR, *, threads: int | None = None) -> "OnnxClassifier":
@@ -100,9 +111,12 @@ class OnnxClassifier(WindowClassifier):
     def _window_batches(self, path: str | Path, hop_seconds: float) -> Iterator[tuple[list[float], np.ndarray]]:
         """The windows as the exported network's input (for embedding models the backbone's
         log-mel, computed with numpy: the backbone runs inside the ONNX graph)."""
+        if self.input_kind == WAVEFORM:
+            return clip_batches(path, self.config, batch_size=_BATCH, hop_seconds=hop_seconds)
         return feature_batches(path, self.input_config, batch_size=_BATCH, hop_seconds=hop_seconds)
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         """Class logits ``(n, n_classes)`` of the network input ``(n, rows, frames)``."""
         x = np.ascontiguousarray(features, dtype=np.float32)[:, None]
         return self.session.run(None, {self._input: x})[0]
+

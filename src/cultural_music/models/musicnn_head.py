@@ -16,7 +16,7 @@ from cultural_music.config import MUSICNN_EMBEDDING, MUSICNN_EMBEDDING_DIM, MUSI
 from cultural_music.errors import ParameterError
 from cultural_music.models import ConvexParts, register
 
-__all__ = ["EmbeddingHead", "MusicnnHead", "DEFAULTS", "EMBEDDING_AUGMENT"]
+__all__ = ["EmbeddingHead", "FrozenEmbeddingModel", "MusicnnHead", "DEFAULTS", "EMBEDDING_AUGMENT", "embedding_defaults"]
 
 #: augmentation recipe of the embedding heads: ``n_variants`` copies of each training file,
 #: pitch-shifted (+-2 semitones) and time-stretched (rate 0.85-1.15, unitless), each with
@@ -113,33 +113,36 @@ class EmbeddingHead(nn.Module):
         return self.net((pooled - self.norm.running_mean) / torch.sqrt(self.norm.running_var + self.norm.eps))
 
 
-@register("musicnn", defaults=DEFAULTS, feature_kinds=(MUSICNN_EMBEDDING,),
-          summary="frozen pretrained musicnn (MSD) embeddings, cached; logistic-regression head (L-BFGS)")
-class MusicnnHead(nn.Module):
-    """Head on cached musicnn embeddings: ``(batch, 1, 1506, patches)`` -> logits.
+class FrozenEmbeddingModel(nn.Module):
+    """Head on cached frozen-backbone embeddings ``(batch, 1, DIM, patches)`` -> logits; a
+    subclass names the model (``NAME``) and the embedding size (``DIM``).
 
     Parameters
     ----------
     n_classes
         Output classes.
     n_rows
-        Feature rows (``FeatureConfig.n_rows``); must be the embedding size 1506.
+        Feature rows (``FeatureConfig.n_rows``); must be the embedding size ``DIM``.
     hidden, dropout, pooling
         See :class:`EmbeddingHead`.
     """
 
-    def __init__(self, *, n_classes: int, n_rows: int = MUSICNN_EMBEDDING_DIM, hidden: int = 0, dropout: float = 0.0,
+    NAME = ""
+    DIM = 0
+
+    def __init__(self, *, n_classes: int, n_rows: int | None = None, hidden: int = 0, dropout: float = 0.0,
                  pooling: str = "mean+max") -> None:
         super().__init__()
-        if n_rows != MUSICNN_EMBEDDING_DIM:
+        n_rows = self.DIM if n_rows is None else n_rows
+        if n_rows != self.DIM:
             raise ParameterError(
-                f"The model 'musicnn' needs musicnn embeddings ({MUSICNN_EMBEDDING_DIM} feature rows). Got {n_rows} rows "
-                "instead; train it with the config from cultural_music.models.default_config('musicnn')."
+                f"The model {self.NAME!r} needs its backbone's embeddings ({self.DIM} feature rows). Got {n_rows} rows "
+                f"instead; train it with the config from cultural_music.models.default_config({self.NAME!r})."
             )
         self.head = EmbeddingHead(n_classes=n_classes, dim=n_rows, hidden=hidden, dropout=dropout, pooling=pooling)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(batch, 1, 1506, patches)`` embeddings -> ``(batch, n_classes)`` logits."""
+        """``(batch, 1, DIM, patches)`` embeddings -> ``(batch, n_classes)`` logits."""
         return self.head(x[:, 0])
 
     def convex_parts(self) -> ConvexParts | None:
@@ -148,3 +151,20 @@ class MusicnnHead(nn.Module):
         if parts is not None:
             parts.pool = lambda x: self.head.pool(x[:, 0])
         return parts
+
+
+def embedding_defaults(kind: str, backbone: str) -> dict[str, dict[str, object]]:
+    """:data:`DEFAULTS` (the head's recipe) for the embeddings of another ``kind`` / ``backbone``."""
+    out = {section: dict(values) for section, values in DEFAULTS.items()}
+    out["features"] = {"kind": kind, "backbone": backbone}
+    return out
+
+
+@register("musicnn", defaults=DEFAULTS, feature_kinds=(MUSICNN_EMBEDDING,),
+          summary="frozen pretrained musicnn (MSD) embeddings, cached; logistic-regression head (L-BFGS)")
+class MusicnnHead(FrozenEmbeddingModel):
+    """Head on cached musicnn embeddings: ``(batch, 1, 1506, patches)`` -> logits (see
+    :class:`FrozenEmbeddingModel`)."""
+
+    NAME = "musicnn"
+    DIM = MUSICNN_EMBEDDING_DIM
