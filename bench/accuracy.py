@@ -14,6 +14,9 @@ recording (mean + max over all its patches), C and class weight chosen by an inn
 the training side, refitted on train + val (``bench/baseline.py``).  ``--subsample 5,10,20,...``
 is the unbalanced protocol: a seeded subset of every class (sizes from the ladder, capped), the
 same for every fold and model.  ``--compare`` prints default vs baseline per protocol.
+``--per-class 5,10,20 --seeds 3`` is the few-labels protocol (issue 17): per outer fold and seed,
+K recordings of every class drawn from the other folds (train + val among them), the test fold
+untouched; ``--per-class-table`` prints recording macro-F1 mean ± std over folds x seeds per K.
 
 Examples (CPU, 2 cores; features cached in --cache-dir and shared by all runs)::
 
@@ -29,6 +32,9 @@ Examples (CPU, 2 cores; features cached in --cache-dir and shared by all runs)::
         --duration 5 --model auto [--candidates all]   # the model chosen inside every fold
     python bench/accuracy.py --table      # Markdown table of every summary under --root
     python bench/accuracy.py --compare    # musicnn vs sklearn-logreg on each protocol
+    python bench/accuracy.py esc10-few-musicnn --data ../shared/data/esc10 --fold-column fold \\
+        --duration 5 --model musicnn --per-class 5,10,20 --seeds 3     # and --model sklearn-logreg
+    python bench/accuracy.py --per-class-table
 """
 
 from __future__ import annotations
@@ -168,7 +174,8 @@ def start_experiment(args: argparse.Namespace) -> tuple[Path, dict[str, str], Co
     atomic_write_json(out / "config.json", {"config": cfg.to_dict(), "model": args.model, "data": str(data),
                                             "fold_column": args.fold_column, "val": args.val, "duration": args.duration,
                                             "subsample": args.subsample, "subsample_seed": args.subsample_seed,
-                                            "baseline_fit": args.baseline_fit if args.model == BASELINE else None})
+                                            "baseline_fit": args.baseline_fit if args.model == BASELINE else None,
+                                            **({"per_class": args.per_class, "seeds": args.seeds} if getattr(args, "per_class", None) else {})})
     fold_ids = sorted(set(folds.values()), key=lambda f: (len(f), f))
     if args.folds:
         fold_ids = [f for f in fold_ids if f in args.folds.split(",")]
@@ -317,6 +324,126 @@ def compare(root: Path, *, default: str = "musicnn", margin: float = 0.01) -> st
     return "\n".join(lines)
 
 
+def per_class_subset(recs: list[Recording], folds: dict[str, str], test_fold: str, k: int, seed: int) -> list[Recording]:
+    """The few-labels protocol (``--per-class``): the test fold untouched, and of the other folds
+    ``k`` recordings per class (fewer where a class has fewer), drawn in one seeded order per
+    ``(seed, test fold)``, so the ``k = 5`` subset lies inside the ``k = 10`` one of the same seed."""
+    order = sorted(set(folds.values()), key=lambda f: (len(f), f))
+    rng = np.random.default_rng([seed, order.index(test_fold)])
+    by_class: dict[str, list[str]] = defaultdict(list)
+    for r in sorted(recs, key=lambda r: r.rel_path):
+        if folds[r.rel_path] != test_fold:
+            by_class[r.label].append(r.rel_path)
+    keep: set[str] = set()
+    for label in sorted(by_class):
+        paths = by_class[label]
+        keep.update(paths[i] for i in rng.permutation(len(paths))[:k])
+    return [r for r in recs if folds[r.rel_path] == test_fold or r.rel_path in keep]
+
+
+def per_class_split(folds: dict[str, str], fold: str, k: int, seed: int, args: argparse.Namespace, cfg: Config
+                    ) -> Callable[[list[Recording]], list[Recording]]:
+    """``recordings -> recordings with split set``: :func:`per_class_subset`, then :func:`assign`
+    (train / val among the kept ones, as in every other protocol)."""
+
+    def split(recs: list[Recording]) -> list[Recording]:
+        kept = per_class_subset(recs, folds, fold, k, seed)
+        return assign(kept, folds, fold, val=args.val, seed=cfg.train.seed, val_fraction=cfg.train.val_fraction)
+
+    return split
+
+
+def run_per_class(args: argparse.Namespace) -> dict[str, Any]:
+    """Every (K, seed, fold) of the few-labels protocol for one model; features prepared once,
+    each fit scored on its untouched test fold (finished runs skipped); returns
+    :func:`summarise_per_class`."""
+    from cultural_music.features.cache import FeatureCache
+    from cultural_music.features.jobs import LocalRunner
+    from cultural_music.training.pipeline import prepare
+
+    data, folds, cfg, out, fold_ids, log = start_experiment(args)
+    prepared = prepare(data, cfg, cache=FeatureCache(args.cache_dir), runner=LocalRunner(args.workers),
+                       groups_csv=data / "groups.csv", progress=False, log=log)
+    for k in args.per_class:
+        for seed in range(args.seeds):
+            for fold in fold_ids:
+                fdir = out / f"k{k}" / f"seed-{seed}" / f"fold-{fold}"
+                if (fdir / "fold.json").is_file():
+                    continue
+                log(f"=== K={k} seed {seed} fold {fold}")
+                t0 = time.perf_counter()
+                split = per_class_split(folds, fold, k, seed, args, cfg)
+                if args.model == BASELINE:
+                    fdir.mkdir(parents=True, exist_ok=True)
+                    rec = baseline_fold(split(prepared.recordings), prepared.features)
+                else:
+                    rec = _package_fold(prepared, fdir, split)
+                rec = {**rec, "k": k, "seed": seed, "fold": fold, "run_seconds": time.perf_counter() - t0}
+                atomic_write_json(fdir / "fold.json", rec)
+                log(json.dumps(rec))
+    return summarise_per_class(out)
+
+
+def _package_fold(prepared: Any, fdir: Path, split: Callable[[list[Recording]], list[Recording]]) -> dict[str, Any]:
+    """Fit a package model on one split of ``prepared`` and score its test recordings as saved
+    (as ``evaluation.cv`` does); the fold's row."""
+    from cultural_music.evaluation.evaluate import evaluate_recordings
+    from cultural_music.features.extract import ExtractResult
+    from cultural_music.training.artifact import load_artifact
+    from cultural_music.training.pipeline import fit
+
+    run = fit(prepared, fdir, assign_split=split)
+    m = evaluate_recordings(load_artifact(fdir), run.recordings, ExtractResult(dict(prepared.features.entries)), fdir,
+                            plots=False, report=False).metrics
+    sides = [r.split for r in run.recordings]
+    return {"clip_macro_f1": m["clip"]["macro_f1"], "clip_accuracy": m["clip"]["accuracy"], "rec_macro_f1": m["recording"]["macro_f1"],
+            "rec_accuracy": m["recording"]["accuracy"], "n_test": m["n"], "n_test_clips": m["n_clips"],
+            "n_train": sides.count("train") + sides.count("val"), "epochs": len(run.history),
+            "train_seconds": float(sum(h["seconds"] for h in run.history))}
+
+
+def summarise_per_class(out: Path) -> dict[str, Any]:
+    """``summary.json`` of a few-labels experiment: per K, mean +- std over folds x seeds."""
+    summary: dict[str, Any] = {"name": out.name, "per_class": {}}
+    for kdir in sorted(out.glob("k*"), key=lambda p: int(p.name[1:]) if p.name[1:].isdigit() else -1):
+        rows = [json.loads(p.read_text()) for p in sorted(kdir.glob("seed-*/fold-*/fold.json"))]
+        if not rows:
+            continue
+        cell: dict[str, Any] = {"runs": len(rows), "seeds": len({r["seed"] for r in rows}), "folds": len({r["fold"] for r in rows})}
+        for key in ("rec_macro_f1", "clip_macro_f1", "rec_accuracy", "run_seconds"):
+            vals = np.array([r[key] for r in rows], dtype=float)
+            cell[key] = {"mean": float(vals.mean()), "std": float(vals.std())}
+        summary["per_class"][kdir.name[1:]] = cell
+    atomic_write_json(out / "summary.json", summary)
+    return summary
+
+
+def per_class_table(root: Path) -> str:
+    """Markdown: one row per few-labels experiment under ``root``, recording macro-F1 mean ± std
+    (folds x seeds) per K."""
+    exps = []
+    for d in sorted(x for x in root.iterdir() if (x / "config.json").is_file()):
+        c = json.loads((d / "config.json").read_text())
+        if c.get("per_class"):
+            exps.append((d, c, summarise_per_class(d)["per_class"]))
+    ks = sorted({int(k) for _, _, s in exps for k in s})
+    lines = ["| experiment | model | " + " | ".join(f"K = {k}" for k in ks) + " | runs (seeds x folds) |",
+             "|---|---|" + "---|" * len(ks) + "---|"]
+    for d, c, s in exps:
+        cells = [f"{s[str(k)]['rec_macro_f1']['mean']:.3f} ± {s[str(k)]['rec_macro_f1']['std']:.3f}" if str(k) in s else "" for k in ks]
+        runs = ", ".join(f"{v['seeds']}x{v['folds']}" for v in s.values())
+        lines.append(f"| {d.name} | {c['model']} | " + " | ".join(cells) + f" | {runs} |")
+    return "\n".join(lines)
+
+
+def add_per_class_args(ap: argparse.ArgumentParser) -> None:
+    """The few-labels options (issue 17, item 6)."""
+    ap.add_argument("--per-class", type=lambda v: [int(x) for x in v.split(",")], default=None, metavar="5,10,20",
+                    help="few-labels protocol: K training recordings per class (seeded; the test fold untouched)")
+    ap.add_argument("--seeds", type=int, default=3, help="--per-class: subsets drawn per K and fold (seeds 0..S-1)")
+    ap.add_argument("--per-class-table", action="store_true", help="print the few-labels table of every experiment and exit")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("name", nargs="?", help="experiment name (folder under --root)")
@@ -340,6 +467,7 @@ def main() -> None:
     ap.add_argument("--table", action="store_true", help="print the Markdown table of all experiments and exit")
     ap.add_argument("--compare", action="store_true", help="print musicnn vs sklearn-logreg per protocol and exit")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared, busy machine)")
+    add_per_class_args(ap)
     args = ap.parse_args()
     import torch
 
@@ -350,6 +478,12 @@ def main() -> None:
         return
     if args.compare:
         print(compare(args.root))
+        return
+    if args.per_class_table:
+        print(per_class_table(args.root))
+        return
+    if args.per_class:
+        print(json.dumps(run_per_class(args)["per_class"], indent=1))
         return
     s = run_experiment(args)
     print(json.dumps({k: v for k, v in s.items() if k != "per_fold"}, indent=1))

@@ -16,15 +16,26 @@ from cultural_music.config import MUSICNN_EMBEDDING, MUSICNN_EMBEDDING_DIM, MUSI
 from cultural_music.errors import ParameterError
 from cultural_music.models import ConvexParts, register
 
-__all__ = ["EmbeddingHead", "FrozenEmbeddingModel", "MusicnnHead", "DEFAULTS", "embedding_defaults"]
+__all__ = ["EmbeddingHead", "FrozenEmbeddingModel", "MusicnnHead", "DEFAULTS", "EMBEDDING_AUGMENT", "embedding_defaults"]
+
+#: augmentation recipe of the embedding heads: ``n_variants`` copies of each training file,
+#: pitch-shifted (+-2 semitones) and time-stretched (rate 0.85-1.15, unitless), each with
+#: probability 0.8, no noise; embedded once, cached, seeded by (seed, file sha, variant), fitted
+#: as extra training rows of their recording (never held out).  No spectrogram masking.
+EMBEDDING_AUGMENT: dict[str, object] = {
+    "pitch_shift_p": 0.8, "pitch_shift_semitones": (-2.0, 2.0),
+    "time_stretch_p": 0.8, "time_stretch_range": (0.85, 1.15),
+    "noise_p": 0.0, "spec_mask_p": 0.0,
+}
 
 #: settings of ``musicnn`` (config section -> overrides)
 DEFAULTS: dict[str, dict[str, object]] = {
     "audio": {"sample_rate": MUSICNN_SAMPLE_RATE},
     "features": {"kind": MUSICNN_EMBEDDING, "backbone": "MSD_musicnn"},
-    # masking rows/patches of an embedding is not SpecAugment; waveform augmentations lowered
-    # the cross-validated macro-F1 of the head (docs/models.md) and cost backbone passes
-    "augment": {"spec_mask_p": 0.0, "n_variants": 0},
+    # masking rows/patches of an embedding is not SpecAugment; the waveform variants
+    # (--augment-variants N) are EMBEDDING_AUGMENT's pitch / tempo copies, off by default (see
+    # docs/models.md, "Variants": they cost N backbone passes per training file)
+    "augment": {**EMBEDDING_AUGMENT, "n_variants": 0},
     # L2-regularised logistic regression on standardised pooled embeddings, fitted to convergence
     "train": {
         "optimizer": "lbfgs",

@@ -23,7 +23,7 @@ from cultural_music.data.dataset import Recording
 from cultural_music.errors import CulturalMusicError
 from cultural_music.features.extract import ExtractResult
 
-__all__ = ["ClipItem", "ClipDataset", "build_items"]
+__all__ = ["ClipItem", "ClipDataset", "VariantDataset", "build_items"]
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,27 @@ class ClipDataset(Dataset):
         else:
             x = self.features(i)
         return torch.from_numpy(np.ascontiguousarray(x))[None], self.items[i].label
+
+
+class VariantDataset(ClipDataset):
+    """Every cached augmented variant of ``items``, one row per (clip, variant), in a stable
+    order (item by item, variants 1..n): what a convex head fits as extra training rows.
+
+    ``items[j]`` is the row's source clip (its ``rel_path`` and ``label``, so a variant keeps its
+    recording's group); ``variants[j]`` is its variant number, ``1..n_variants``.  Items without
+    cached variants give no row.  Rows are read as they are stored (no masking, no draw).
+    """
+
+    def __init__(self, items: list[ClipItem]) -> None:
+        rows = [(it, v) for it in items if it.aug_path is not None for v in range(1, it.n_variants + 1)]
+        super().__init__([it for it, _ in rows])
+        self.variants = [v for _, v in rows]
+
+    def features(self, i: int, rng: np.random.Generator | None = None) -> np.ndarray:
+        """float32 ``(n_mels, frames)`` of row ``i``: variant ``variants[i]`` of its clip."""
+        it, v = self.items[i], self.variants[i]
+        assert it.aug_path is not None
+        return self._read(it.aug_path, (v - 1) * self._shape(it.aug_path)[1] + it.clip)
 
 
 def _npy_layout(path: Path) -> tuple[int, tuple[int, ...]]:

@@ -5,7 +5,10 @@ With ``train.tune`` set, the train and validation splits together are the traini
 head's C and class weighting are chosen there by group cross-validation
 (:mod:`.head_search`), the head is fitted on all of it with the chosen settings, and the
 out-of-fold logits of that setting (every training-side clip answered by a fit that did not see
-its group) calibrate it.  Without ``tune`` (or with too few groups to fold) the head is fitted on
+its group) calibrate it.  The cached augmented variants of training-side files (``--augment-variants N``:
+pitch / tempo copies, :data:`~cultural_music.models.musicnn_head.EMBEDDING_AUGMENT`) are extra
+fit rows of their recording (:class:`~.head_search.ExtraRows`): in every inner fold that fits
+their group and in the final fit, never held out, never calibrating.  Without ``tune`` (or with too few groups to fold) the head is fitted on
 the train split with the configured settings and calibrated on the validation split, as an
 epoch-trained model is.  The test split is never read here.
 """
@@ -25,11 +28,11 @@ from cultural_music.data.dataset import Recording
 from cultural_music.features.extract import ExtractResult
 from cultural_music.metrics.classification import softmax
 from cultural_music.training.calibrate import recording_level
-from cultural_music.training.clip_dataset import ClipDataset, build_items
+from cultural_music.training.clip_dataset import ClipDataset, ClipItem, VariantDataset, build_items
 from cultural_music.training.convex_head import convex_parts, fit_logreg, pooled_features, write_head
-from cultural_music.training.head_search import C_GRID, WEIGHTINGS, HeadChoice, choose_head
+from cultural_music.training.head_search import C_GRID, WEIGHTINGS, ExtraRows, HeadChoice, choose_head
 
-__all__ = ["ConvexFit", "fit_convex_head"]
+__all__ = ["ConvexFit", "fit_convex_head", "variant_rows"]
 
 
 @dataclass
@@ -67,28 +70,43 @@ def fit_convex_head(model: nn.Module, recordings: list[Recording], extracted: Ex
     side = [r for r in recordings if r.split in ("train", "val")] if tc.tune else []
     search = None
     if side:
-        ds = ClipDataset(build_items(side, extracted, classes, "train") + build_items(side, extracted, classes, "val"))
+        items = build_items(side, extracted, classes, "train") + build_items(side, extracted, classes, "val")
+        ds = ClipDataset(items)
         z, y, rels = pooled_features(model, ds), ds.labels, [it.rel_path for it in ds.items]
         group = {r.rel_path: r.group for r in side}
+        extra = variant_rows(model, items, group)
         search = choose_head(z, y, np.array([group[r] for r in rels]), k, eps=eps, seed=tc.seed,
                              score=_macro_f1(rels, y, extracted, cfg, k),
                              C_values=C_GRID if "logreg_c" in tc.tune else (tc.logreg_c,),
                              weightings=WEIGHTINGS if "class_weighting" in tc.tune else (tc.class_weighting,),
-                             default=(tc.logreg_c, tc.class_weighting))
+                             default=(tc.logreg_c, tc.class_weighting), extra=extra)
     chosen = cfg if search is None else cfg.replace(train={"logreg_c": search.C, "class_weighting": search.class_weighting})
     chosen = chosen.replace(train={"tune": ()})
     if search is None or search.oof_logits is None:
         return _fit_train_calibrate_val(model, recordings, extracted, classes, chosen, search, eps, t0, log)
-    fit = fit_logreg(z, y, k, C=search.C, class_weighting=search.class_weighting, eps=eps)
+    fit = fit_logreg(np.concatenate([z, extra.z]), np.concatenate([y, extra.y]), k, C=search.C,
+                     class_weighting=search.class_weighting, eps=eps)
     write_head(model, fit)
     train_logits = fit.logits(z, eps)
     record = _record(fit.iterations, train_logits, y, search.oof_logits, y, time.perf_counter() - t0, "cross-validated")
     best = max(row["macro_f1"] for row in search.table)
     log(f"head: C={search.C:g}, class weighting {search.class_weighting}, chosen by {search.n_folds}-fold group "
         f"cross-validation on the train + val splits ({len(side)} recordings, recording macro-F1 {best:.3f}); "
-        f"fitted on all {len(y)} of their clips by L-BFGS ({fit.iterations} iterations)")
-    return ConvexFit(chosen, [record], search.oof_logits, y, rels, search, len(y),
+        f"fitted on all {len(y)} of their clips{_plus(extra)} by L-BFGS ({fit.iterations} iterations)")
+    return ConvexFit(chosen, [record], search.oof_logits, y, rels, search, len(y) + len(extra.y),
                      f"out-of-fold answers of the {search.n_folds}-fold group cross-validation")
+
+
+def variant_rows(model: nn.Module, items: list[ClipItem], group: dict[str, str]) -> ExtraRows:
+    """Pooled features of the cached augmented variants of ``items`` (``cfg.augment.n_variants``
+    per clip of a training file), labelled and grouped as their source recording (``group``:
+    ``rel_path -> group``): extra rows of the fit, never held out."""
+    var = VariantDataset(items)
+    return ExtraRows(pooled_features(model, var), var.labels, np.array([group[it.rel_path] for it in var.items], dtype=object))
+
+
+def _plus(extra: ExtraRows) -> str:
+    return f" + {len(extra.y)} augmented variants" if len(extra.y) else ""
 
 
 def _fit_train_calibrate_val(model: nn.Module, recordings: list[Recording], extracted: ExtractResult, classes: list[str],
@@ -98,16 +116,19 @@ def _fit_train_calibrate_val(model: nn.Module, recordings: list[Recording], extr
     train_ds = ClipDataset(build_items(recordings, extracted, classes, "train"))
     val_ds = ClipDataset(build_items(recordings, extracted, classes, "val"))
     z, y = pooled_features(model, train_ds), train_ds.labels
-    fit = fit_logreg(z, y, k, C=tc.logreg_c, class_weighting=tc.class_weighting, eps=eps)
+    extra = variant_rows(model, train_ds.items, {it.rel_path: it.rel_path for it in train_ds.items})
+    fit = fit_logreg(np.concatenate([z, extra.z]), np.concatenate([y, extra.y]), k, C=tc.logreg_c,
+                     class_weighting=tc.class_weighting, eps=eps)
     write_head(model, fit)
     zv, yv = pooled_features(model, val_ds), val_ds.labels
     val_logits = fit.logits(zv, eps)
     record = _record(fit.iterations, fit.logits(z, eps), y, val_logits, yv, time.perf_counter() - t0, "validation")
     why = f" ({search.reason})" if search is not None and search.reason else ""
     val = f", validation accuracy {record['val_accuracy']:.3f}" if len(yv) else ""
-    log(f"head: C={tc.logreg_c:g}, class weighting {tc.class_weighting}{why}; fitted on {len(y)} training clips by "
-        f"L-BFGS ({fit.iterations} iterations){val}")
-    return ConvexFit(cfg, [record], val_logits, yv, [it.rel_path for it in val_ds.items], search, len(y), "the validation split")
+    log(f"head: C={tc.logreg_c:g}, class weighting {tc.class_weighting}{why}; fitted on {len(y)} training clips{_plus(extra)} "
+        f"by L-BFGS ({fit.iterations} iterations){val}")
+    return ConvexFit(cfg, [record], val_logits, yv, [it.rel_path for it in val_ds.items], search, len(y) + len(extra.y),
+                     "the validation split")
 
 
 def _record(iterations: int, fit_logits: np.ndarray, fit_y: np.ndarray, held_logits: np.ndarray, held_y: np.ndarray,

@@ -85,8 +85,10 @@ class PreparedData:
         features = ExtractResult(dict(clean.entries), list(clean.skipped), clean.n_decoded, clean.n_indexed)
         skipped = list(self.scan.skipped)
         if cfg.augment.n_variants > 0:
-            train_recs = [r for r in recordings if r.split == "train"]
-            aug = extract_features(train_recs, cfg, self.cache, runner=self.runner, progress=self.progress, desc="augmented variants")
+            sides = ("train", "val") if cfg.train.tune else ("train",)  # a tuned head's training side is train + val
+            train_recs = [r for r in recordings if r.split in sides]
+            aug = extract_features(train_recs, cfg, self.cache, augment_splits=sides, runner=self.runner, progress=self.progress,
+                                   desc="augmented variants")
             skipped.extend(aug.skipped)
             features.entries.update(aug.entries)
             features.n_decoded += aug.n_decoded
