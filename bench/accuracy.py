@@ -109,9 +109,10 @@ def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def experiment_config(args: argparse.Namespace) -> Config:
-    """The run's config: the model's own settings (``sklearn-logreg``: the default ``musicnn``
-    head's, so it reads the very same cached embeddings), ``--duration`` and ``--set``."""
-    model = "musicnn" if args.model == BASELINE else candidate_configs(args)[0] if args.model == AUTO else args.model
+    """The run's config: the model's own settings (``sklearn-logreg``: those of the head named by
+    ``--baseline-on``, default ``musicnn``, so it reads the very same cached embeddings),
+    ``--duration`` and ``--set``."""
+    model = args.baseline_on if args.model == BASELINE else candidate_configs(args)[0] if args.model == AUTO else args.model
     cfg = default_config(model, Config()).replace(audio={"clip_seconds": args.duration})
     sets = parse_set(args.set)
     if sets:
@@ -458,6 +459,8 @@ def main() -> None:
                     help="unbalanced protocol: keep a seeded subset, class sizes from this ladder (capped; the last repeats)")
     ap.add_argument("--baseline-fit", choices=("train+val", "train"), default="train+val",
                     help=f"{BASELINE}: the recordings it is tuned and fitted on (train = what the default head trains on)")
+    ap.add_argument("--baseline-on", default="musicnn", metavar="MODEL",
+                    help=f"{BASELINE}: the embedding model whose cached embeddings it reads (musicnn, yamnet, fusion)")
     ap.add_argument("--subsample-seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], help="config override section.field=value (repeatable)")
     ap.add_argument("--root", type=Path, default=Path("/tmp/cm_bench"))
