@@ -13,9 +13,9 @@ PIP="$VENV/bin/pip"
 "$VENV/bin/python" -c "import torch" 2>/dev/null || "$PIP" install -q "torch==2.13.0"
 # With Ray (the cluster extra: Ray core, ~10 s and ~240 MB) for --backend ray and its tests;
 # if Ray cannot be installed, everything else is, and the Ray tests skip with the reason.
-if ! "$PIP" install -q -e ".[test,web,onnx,cluster,search]"; then
+if ! "$PIP" install -q -e ".[test,web,onnx,cluster,search,archive]"; then
   echo "warning: Ray could not be installed; --backend ray and its tests will skip"
-  "$PIP" install -q -e ".[test,web,onnx,search]"
+  "$PIP" install -q -e ".[test,web,onnx,search,archive]"
 fi
 if [ "${1:-}" = "--with-browser" ]; then
   "$PIP" install -q playwright || echo "warning: playwright could not be installed; the browser test will skip"

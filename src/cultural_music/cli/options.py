@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-__all__ = ["cache_option", "workers_option", "quiet_option", "backend_options", "check_backend", "make_runner"]
+__all__ = ["cache_option", "workers_option", "quiet_option", "backend_options", "check_backend", "make_runner", "make_labeller"]
 
 
 def cache_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -54,3 +54,18 @@ def make_runner(backend: str, address: str | None, workers: int | None) -> Any:
     from cultural_music.features.jobs import LocalRunner
 
     return LocalRunner(workers)
+
+
+def make_labeller(backend: str, address: str | None, workers: int | None, model_dir: str, onnx: bool) -> Any:
+    """Where ``predict --out`` labels its files: ``None`` (this process, the default), a local
+    ``PoolLabeller`` (``--workers N``, N > 1) or (importing Ray only then) a ``RayLabeller``."""
+    check_backend(backend, address)
+    if backend == "ray":
+        from cultural_music.cluster.ray_predict import RayLabeller
+
+        return RayLabeller(model_dir, onnx=onnx, address=address, workers=workers)
+    if workers is not None and workers > 1:
+        from cultural_music.inference.pool import PoolLabeller
+
+        return PoolLabeller(model_dir, onnx=onnx, workers=workers)
+    return None

@@ -16,14 +16,19 @@ from typing import Any
 
 import click
 
-from cultural_music.cli.options import quiet_option
+from cultural_music.cli.options import backend_options, make_labeller, quiet_option
 
 
 @click.command()
 @click.argument("model_dir", type=click.Path(file_okay=False))
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
-              help="Write one row per file to this .csv or .json (with a progress bar) instead of printing.")
+              help="Write one row per file to this .csv, .jsonl, .json or .parquet (with a progress bar) instead of printing.")
+@click.option("--segments", "segments", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="With --out: also write each file's timeline segments to this .csv, .jsonl or .parquet.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="With --out: label in this many processes (default 1), or the CPUs of a local Ray instance.")
+@backend_options
 @click.option("--resume", is_flag=True, help="With --out: skip files already in the output file.")
 @click.option("--overwrite", is_flag=True, help="With --out: replace an existing output file.")
 @click.option("--hop", "hop", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
@@ -40,7 +45,8 @@ from cultural_music.cli.options import quiet_option
               help="With --labels: write label files under this folder, mirroring the input tree "
                    "(default: next to each recording).")
 @quiet_option
-def predict(model_dir: str, paths: tuple[str, ...], out: str | None, resume: bool, overwrite: bool, hop: float | None,
+def predict(model_dir: str, paths: tuple[str, ...], out: str | None, segments: str | None, workers: int | None,
+            backend: str, address: str | None, resume: bool, overwrite: bool, hop: float | None,
             threshold: float | None, use_onnx: bool, timeline: bool, as_json: bool, labels: tuple[str, ...],
             labels_dir: str | None, quiet: bool) -> None:
     """Name the kind of each recording in PATHS (files or folders) with MODEL_DIR."""
@@ -50,12 +56,16 @@ def predict(model_dir: str, paths: tuple[str, ...], out: str | None, resume: boo
     from cultural_music.inference.load import load_classifier
 
     check_label_options(labels, labels_dir)
+    if out is None and (segments or workers or backend != "local"):
+        raise click.UsageError("--segments, --workers and --backend need --out")
+    labeller = make_labeller(backend, address, workers, model_dir, use_onnx) if out is not None else None
     clf = load_classifier(model_dir, onnx=use_onnx)
     writer = LabelWriter(paths, labels, sample_rate=clf.config.audio.sample_rate, out_dir=labels_dir,
                          report=lambda msg: click.echo(one_line(f"error: {msg}"), err=True)) if labels else None
     if out is not None:
         summary = run_batch(clf, paths, out=out, resume=resume, overwrite=overwrite, hop_seconds=hop,
-                            threshold=threshold, progress=not quiet, on_row=writer.write_row if writer else None)
+                            threshold=threshold, progress=not quiet, segments=segments, labeller=labeller,
+                            on_row=writer.write_row if writer else None)
         click.echo(summary.line())
         if summary.n_ok == 0 and summary.n_failed:
             raise CulturalMusicError(f"no file could be labelled ({summary.n_failed} failed; reasons in {out})")

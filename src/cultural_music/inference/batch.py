@@ -1,35 +1,29 @@
-"""Label many files into one results file (CSV or JSON), resumable, never left half-written.
+"""Label many files into one results file (CSV, JSON lines, JSON or parquet), resumable after any kill.
 
 Folders are expanded recursively to audio files.  Each file gets one row; a file that cannot be
 read gets a row with ``status`` ``"error"`` and the ``reason``, and the run goes on.  Rows are
-kept in memory and the whole results file is rewritten atomically every ``flush_seconds`` and at
-the end (also on Ctrl-C), so a crash leaves the last complete version, and ``resume=True`` skips
-every file that already has a row.
+appended as files finish (:mod:`~cultural_music.inference.writers`: nothing is held in memory,
+the driver is the only writer), optionally with a segments table (one row per timeline segment).
+``resume=True`` skips every file that already has a row, so a rerun after any kill (even
+SIGKILL) writes each file's row exactly once.  Where the files are labelled is a
+:class:`Labeller`: this process, a local pool (``--workers``) or Ray (``--backend ray``).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import os
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from cultural_music.atomic import atomic_write_text
 from cultural_music.errors import AudioLoadError, CulturalMusicError, DatasetError, OutputError, ParameterError
 from cultural_music.data.dataset import AUDIO_EXTENSIONS
 from cultural_music.inference.classifier import Prediction, WindowClassifier
+from cultural_music.inference.writers import CSV_FIELDS, RESULTS, SEGMENTS, RowFile, open_rows, path_key, segment_rows
 
-__all__ = ["AUDIO_EXTENSIONS", "CSV_FIELDS", "BatchSummary", "ResultsFile", "expand_inputs", "prediction_row",
+__all__ = ["AUDIO_EXTENSIONS", "CSV_FIELDS", "BatchSummary", "InProcess", "Labeller", "expand_inputs", "prediction_row",
            "error_row", "run_batch", "try_predict", "label_row"]
-
-CSV_FIELDS = ("path", "status", "label", "confidence", "uncertain", "top1", "top1_p", "top2", "top2_p", "top3", "top3_p",
-              "duration", "n_clips", "reason")
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
@@ -56,77 +50,26 @@ def error_row(path: str | Path, reason: str) -> dict[str, Any]:
             "duration": None, "n_clips": None, "reason": reason}
 
 
-def _flat(row: dict[str, Any]) -> dict[str, Any]:
-    """CSV form of a JSON row (probabilities 4 decimals, duration in seconds, 2 decimals)."""
-    flat = {k: row.get(k) for k in ("path", "status", "label", "n_clips", "reason")}
-    flat["confidence"] = None if row.get("confidence") is None else f"{row['confidence']:.4f}"
-    flat["uncertain"] = None if row.get("uncertain") is None else int(bool(row["uncertain"]))
-    flat["duration"] = None if row.get("duration") is None else f"{row['duration']:.2f}"
-    for i, t in enumerate(row.get("top") or [], start=1):
-        flat[f"top{i}"], flat[f"top{i}_p"] = t["label"], f"{t['probability']:.4f}"
-    return flat
+class Labeller(Protocol):
+    """Where the files of a batch are labelled, chosen once by the CLI (``--workers``, ``--backend``):
+    :class:`InProcess`, :class:`~cultural_music.inference.pool.PoolLabeller` (a local process pool) or
+    ``cultural_music.cluster.ray_predict.RayLabeller`` (Ray tasks).  ``rows`` yields exactly one
+    :func:`label_row` row per file, in completion order, as files finish."""
+
+    def rows(self, files: Sequence[Path], *, hop_seconds: float | None = None,
+             threshold: float | None = None) -> Iterator[dict[str, Any]]: ...
 
 
-class ResultsFile:
-    """Rows of a results file (``.csv`` or ``.json`` by extension), rewritten atomically on flush.
+class InProcess:
+    """Every file labelled here, in order, by ``classifier``."""
 
-    Parameters
-    ----------
-    path
-        Output file; its extension picks the format.
-    resume
-        Load the rows already in ``path`` (if it exists) and keep them.
-    overwrite
-        Without ``resume``, an existing ``path`` is an error unless this is True.
-    """
+    def __init__(self, classifier: WindowClassifier) -> None:
+        self.classifier = classifier
 
-    def __init__(self, path: str | Path, *, resume: bool = False, overwrite: bool = False) -> None:
-        self.path = Path(path)
-        self.format = self.path.suffix.lower().lstrip(".")
-        if self.format not in ("csv", "json"):
-            raise ParameterError(f"The 'out' parameter must end in .csv or .json. Got {str(path)!r} instead.")
-        self.rows: list[dict[str, Any]] = []
-        if self.path.exists() and not resume and not overwrite:
-            raise OutputError(f"{self.path}: already exists (pass --resume to continue it, or --overwrite)")
-        if resume and self.path.is_file():
-            self.rows = self._read()
-        self.done = {_key(r["path"]) for r in self.rows if r.get("path")}
-
-    def _read(self) -> list[dict[str, Any]]:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-            if self.format == "json":
-                rows = json.loads(text) if text.strip() else []
-                if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-                    raise ValueError("expected a JSON list of row objects")
-                return rows
-            reader = csv.DictReader(io.StringIO(text))
-            if text.strip() and "path" not in (reader.fieldnames or []):
-                raise ValueError("no 'path' column")
-            return [dict(r) for r in reader]
-        except (OSError, UnicodeDecodeError, ValueError, csv.Error) as err:
-            raise OutputError(f"{self.path}: cannot resume from it ({err})") from err
-
-    def add(self, row: dict[str, Any]) -> None:
-        """Append a JSON row (converted to the CSV form for a ``.csv`` file)."""
-        self.rows.append(_flat(row) if self.format == "csv" else row)
-        self.done.add(_key(row["path"]))
-
-    def flush(self) -> None:
-        """Rewrite the whole file atomically."""
-        if self.format == "json":
-            text = json.dumps(self.rows, indent=1, ensure_ascii=False) + "\n"
-        else:
-            buf = io.StringIO()
-            writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n", extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(self.rows)
-            text = buf.getvalue()
-        atomic_write_text(self.path, text)
-
-
-def _key(path: str | Path) -> str:
-    return os.path.normcase(os.path.abspath(str(path)))
+    def rows(self, files: Sequence[Path], *, hop_seconds: float | None = None,
+             threshold: float | None = None) -> Iterator[dict[str, Any]]:
+        for path in files:
+            yield label_row(self.classifier, path, hop_seconds=hop_seconds, threshold=threshold)
 
 
 @dataclass
@@ -153,71 +96,110 @@ class BatchSummary:
         return f"{self.n_ok} ok ({self.n_uncertain} uncertain), {self.n_failed} failed{skipped} -> {self.out}"
 
 
-def run_batch(classifier: WindowClassifier, inputs: Sequence[str | Path], *, out: str | Path, resume: bool = False,
-              overwrite: bool = False, hop_seconds: float | None = None, threshold: float | None = None,
-              progress: bool = True, flush_seconds: float = 5.0,
-              on_row: Callable[[dict[str, Any]], Any] | None = None) -> BatchSummary:
+def run_batch(classifier: WindowClassifier | None, inputs: Sequence[str | Path], *, out: str | Path,
+              resume: bool = False, overwrite: bool = False, hop_seconds: float | None = None,
+              threshold: float | None = None, progress: bool = True, segments: str | Path | None = None,
+              labeller: Labeller | None = None, on_row: Callable[[dict[str, Any]], Any] | None = None,
+              **_ignored: Any) -> BatchSummary:
     """Label every file of ``inputs`` (files and folders) into the results file ``out``.
 
     Parameters
     ----------
     classifier
-        A loaded model (PyTorch or ONNX).
+        A loaded model (PyTorch or ONNX), used when ``labeller`` is None.
     inputs
         Files and folders (expanded with :func:`expand_inputs`).
     out
         ``.csv`` (one flat row per file: path, status, label, confidence, uncertain, top-3 with
-        probabilities, duration in seconds, clips, reason) or ``.json`` (a list of
-        :meth:`Prediction.to_dict` rows with ``reason``, including the timeline).
+        probabilities, duration in seconds, clips, reason), ``.jsonl`` / ``.json`` (the
+        :meth:`Prediction.to_dict` rows with ``reason``, including the timeline) or ``.parquet``
+        (the CSV's information, top-k as a list).
     resume, overwrite
-        See :class:`ResultsFile`.
+        See :func:`~cultural_music.inference.writers.open_rows`.
     hop_seconds, threshold
         Passed to :meth:`WindowClassifier.predict`.
     progress
         Show a progress bar on stderr.
-    flush_seconds
-        Rewrite the results file at most this often (seconds) while running.
+    segments
+        Also write the segments table (file, start, end in seconds, label, confidence,
+        uncertain) to this ``.csv``/``.jsonl``/``.json``/``.parquet``.
+    labeller
+        Where files are labelled (default: :class:`InProcess` with ``classifier``).
     on_row
-        Called with each new JSON row.
+        Called with each new JSON row, after it was written.
 
     Raises
     ------
     DatasetError
         No input file at all.
     """
-    from tqdm import tqdm
-
-    results = ResultsFile(out, resume=resume, overwrite=overwrite)
     files = expand_inputs(inputs)
     if not files:
         raise DatasetError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {', '.join(map(str, inputs))}")
-    todo = [f for f in files if _key(f) not in results.done]
-    summary = BatchSummary(n_skipped=len(files) - len(todo), out=str(results.path))
-    bar = tqdm(todo, total=len(todo), unit="file", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    if labeller is None:
+        if classifier is None:
+            raise ParameterError("run_batch needs a classifier or a labeller")
+        labeller = InProcess(classifier)
+    results, segs = _open_outputs(out, segments, resume=resume, overwrite=overwrite)
     try:
-        for row in _rows(classifier, bar, results, flush_seconds, hop_seconds=hop_seconds, threshold=threshold):
+        todo = [f for f in files if path_key(f) not in results.done]
+        summary = BatchSummary(n_skipped=len(files) - len(todo), out=str(results.path))
+        _label_into(labeller.rows(todo, hop_seconds=hop_seconds, threshold=threshold), len(todo), results, segs,
+                    summary, progress=progress, on_row=on_row)
+    finally:
+        if segs is not None:
+            segs.close()
+        results.close()
+    return summary
+
+
+def _open_outputs(out: str | Path, segments: str | Path | None, *, resume: bool,
+                  overwrite: bool) -> tuple[RowFile, RowFile | None]:
+    """The results file and the segments table (or None), open for appending, in step: the
+    segments of a file whose result row a kill lost are dropped (written again with the row)."""
+    if segments is not None and Path(segments).suffix.lower() == ".parquet" and Path(out).suffix.lower() != ".parquet":
+        raise ParameterError(f"--segments {segments}: a .parquet segments table needs a .parquet --out (its rows are "
+                             "buffered in groups; so are the results, in step), or use .csv/.jsonl segments")
+    if segments is not None and Path(segments).exists() and not (resume or overwrite):
+        raise OutputError(f"{segments}: already exists (pass --resume to continue it, or --overwrite)")
+    results = open_rows(out, RESULTS, resume=resume, overwrite=overwrite)
+    if segments is None:
+        return results, None
+    try:
+        segs = open_rows(segments, SEGMENTS, resume=resume, overwrite=overwrite, option="segments")
+        segs.keep_only(results.done)
+    except BaseException:
+        results.close()
+        raise
+    if segs.buffered:
+        results.before_flush = segs.flush
+    return results, segs
+
+
+def _label_into(rows: Iterator[dict[str, Any]], total: int, results: RowFile, segs: RowFile | None,
+                summary: BatchSummary, *, progress: bool, on_row: Callable[[dict[str, Any]], Any] | None) -> None:
+    """Write each row as it comes (its segments first, then its result row: the result row marks
+    the file done), counting it and moving the progress bar."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="file", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    try:
+        for row in rows:
+            if segs is not None:
+                for seg in segment_rows(row):
+                    segs.write(seg)
+            results.write(row)
             summary.count(row)
+            bar.update(1)
             if row["status"] != "ok":
                 bar.set_postfix(failed=summary.n_failed)
             if on_row is not None:
                 on_row(row)
     finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()  # stop a pool or Ray tasks still running
         bar.close()
-        results.flush()
-    return summary
-
-
-def _rows(classifier: WindowClassifier, paths: Iterable[Path], results: ResultsFile, flush_seconds: float,
-          **predict_kw: Any) -> Iterator[dict[str, Any]]:
-    """Label each path into ``results`` (rewritten at most every ``flush_seconds``), yielding each new row."""
-    last = time.monotonic()
-    for path in paths:
-        row = label_row(classifier, path, **predict_kw)
-        results.add(row)
-        yield row
-        if time.monotonic() - last >= flush_seconds:
-            results.flush()
-            last = time.monotonic()
 
 
 def try_predict(classifier: WindowClassifier, path: Path, *, hop_seconds: float | None = None,

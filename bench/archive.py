@@ -1,0 +1,154 @@
+"""Labelling an archive: real-time factor of ``predict --out`` and the driver's memory.
+
+Sections (each a function; ``main`` runs those asked with ``--sections``):
+
+* ``rtf``: hours of audio labelled per hour of wall time (the real-time factor) for one
+  process, the local pool (``--workers 2``) and Ray (``--backend ray --workers 2``, a local
+  instance) on the same synthetic folder (``--files`` files of ``--minutes`` minutes, 44.1 kHz,
+  half WAV and half MP3), with the default model kind (frozen musicnn + head, trained in seconds
+  on tones by ``bench_model.ensure_default_model``).  Each run is a fresh ``cultural-music
+  predict`` process timed from outside (interpreter, model load, pool or Ray start included).
+  "cold" is the first pass over the folder, "warm" the second (files in the page cache, numba
+  compiled): ``predict`` keeps no feature cache, so warm is the best a rerun gets.
+  Target: pool >= 1.8x one process (on a machine with 2 free cores).
+* ``memory``: peak RSS of the driver (the only writer; the workers' own memory is not in it)
+  labelling 100 and ``--sweep-max`` (10,000) short files with ``--workers 2`` into a CSV:
+  flat means the ratio stays near 1.
+
+Another helper adds the FLOP-rate and backbone-runtime sections to this script.
+
+Usage: ``python bench/archive.py [--files 200 --minutes 3] [--sections rtf memory] [--work DIR]``
+(small: ``--files 8 --minutes 1 --sweep-max 2000``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_model import ensure_default_model  # noqa: E402
+
+SR = 44100
+DRIVER = """
+import resource, sys, time
+from cultural_music.cli import main
+t = time.perf_counter()
+code = main(sys.argv[1:])
+print("BENCH", code, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
+"""
+
+
+def make_folder(root: Path, files: int, seconds: float, *, sr: int = SR, seed: int = 0) -> float:
+    """``files`` synthetic recordings (a tone with a slow glide + noise, stereo), even ones WAV
+    and odd ones MP3, under ``root`` (kept when complete).  Returns the seconds of audio."""
+    import soundfile as sf
+
+    done = root / "done.json"
+    if done.is_file() and json.loads(done.read_text()) == [files, seconds]:
+        return files * seconds
+    root.mkdir(parents=True, exist_ok=True)
+    g = np.random.default_rng(seed)
+    for i in range(files):
+        t = np.arange(int(seconds * sr)) / sr
+        f = g.uniform(200, 2000) * (1 + 0.1 * np.sin(2 * np.pi * t / 17))
+        y = 0.3 * np.sin(2 * np.pi * np.cumsum(f) / sr) + 0.02 * g.standard_normal(len(t))
+        y = np.stack([y, y[::-1]], axis=1).astype(np.float32)
+        if i % 2:
+            sf.write(root / f"r{i:05d}.mp3", y, sr, format="MP3")
+        else:
+            sf.write(root / f"r{i:05d}.wav", y, sr, subtype="PCM_16")
+    done.write_text(json.dumps([files, seconds]))
+    return files * seconds
+
+
+def run_predict(model: Path, folder: Path, out: Path, extra: list[str]) -> tuple[float, float, int]:
+    """One fresh ``predict --out`` process: (wall s from outside, peak driver RSS in MiB, exit code)."""
+    out.unlink(missing_ok=True)
+    cmd = [sys.executable, "-c", DRIVER, "predict", str(model), str(folder), "--out", str(out), "--quiet", *extra]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("BENCH")), None)
+    if proc.returncode != 0 or line is None:
+        raise SystemExit(f"predict {' '.join(extra)} failed: {proc.stderr.strip()[-400:]}")
+    return wall, int(line.split()[3]) / 1024, int(line.split()[1])
+
+
+MODES = {"1 process": [], "pool, 2 workers": ["--workers", "2"], "Ray, 2 workers": ["--backend", "ray", "--workers", "2"]}
+
+
+def section_rtf(work: Path, files: int, minutes: float) -> dict[str, dict[str, float]]:
+    """Real-time factor per mode, cold then warm; prints a table and the pool / one-process ratio."""
+    model = ensure_default_model(work / "default-model")
+    folder = work / f"archive-{files}x{minutes:g}min"
+    audio_s = make_folder(folder, files, minutes * 60)
+    print(f"\n## real-time factor: {files} files x {minutes:g} min = {audio_s / 3600:.2f} h of audio (WAV + MP3)")
+    print("| mode | cold wall s | cold x real time | warm wall s | warm x real time |\n|---|---:|---:|---:|---:|")
+    got: dict[str, dict[str, float]] = {}
+    for name, extra in MODES.items():
+        try:
+            cold, _, _ = run_predict(model, folder, work / "rtf.csv", extra)
+            warm, _, _ = run_predict(model, folder, work / "rtf.csv", extra)
+        except SystemExit as err:
+            print(f"| {name} | skipped: {err} | | | |")
+            continue
+        got[name] = {"cold": audio_s / cold, "warm": audio_s / warm}
+        print(f"| {name} | {cold:.1f} | {audio_s / cold:.0f} | {warm:.1f} | {audio_s / warm:.0f} |")
+    one = got.get("1 process")
+    for name in ("pool, 2 workers", "Ray, 2 workers"):
+        if one and name in got:
+            print(f"{name} / 1 process: cold {got[name]['cold'] / one['cold']:.2f}x, warm "
+                  f"{got[name]['warm'] / one['warm']:.2f}x (target for the pool: >= 1.8x)")
+    return got
+
+
+def section_memory(work: Path, sizes: list[int]) -> dict[int, float]:
+    """Peak driver RSS labelling ``sizes`` short (1 s, 16 kHz mono WAV) files with 2 workers."""
+    import soundfile as sf
+
+    model = ensure_default_model(work / "default-model")
+    print("\n## driver memory (peak RSS, --workers 2, CSV out, 1 s files)\n| files | wall s | peak RSS MiB |\n|---:|---:|---:|")
+    g = np.random.default_rng(1)
+    got: dict[int, float] = {}
+    for n in sizes:
+        folder = work / f"short-{n}"
+        if not (folder / "done").is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                sf.write(folder / f"s{i:05d}.wav", (0.3 * g.standard_normal(16000)).astype(np.float32), 16000)
+            (folder / "done").write_text("")
+        wall, rss, _ = run_predict(model, folder, work / "mem.csv", ["--workers", "2"])
+        got[n] = rss
+        print(f"| {n} | {wall:.1f} | {rss:.0f} |")
+    if len(got) > 1:
+        print(f"peak RSS {sizes[-1]} / {sizes[0]} files: {got[sizes[-1]] / got[sizes[0]]:.2f}x (flat: about 1)")
+    return got
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "cm-bench-archive")
+    ap.add_argument("--files", type=int, default=200)
+    ap.add_argument("--minutes", type=float, default=3.0)
+    ap.add_argument("--sweep-max", type=int, default=10000)
+    ap.add_argument("--sections", nargs="+", default=["rtf", "memory"], choices=["rtf", "memory"])
+    args = ap.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    print(f"# bench/archive.py  (cpus: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f})")
+    if "rtf" in args.sections:
+        section_rtf(args.work, args.files, args.minutes)
+    if "memory" in args.sections:
+        section_memory(args.work, [100, args.sweep_max])
+
+
+if __name__ == "__main__":
+    main()
