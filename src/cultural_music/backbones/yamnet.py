@@ -255,14 +255,11 @@ def embed_clip(
         float32 (2048,): ``[mean over patches (1024), max over patches (1024)]``.
     """
     model = model if model is not None else pretrained_yamnet()
-    patches = yamnet_patches(yamnet_log_mel(waveform_16k))
     was_training = model.training
     model.eval()
-    with torch.inference_mode():
-        emb = torch.cat([model.embedding(torch.from_numpy(patches[i : i + batch_size]))
-                         for i in range(0, len(patches), batch_size)])  # fmt: skip
+    emb = embed_waveforms(_check_waveform(waveform_16k, "embed_clip")[None], model, batch_size=batch_size)[0]  # (1024, p)
     model.train(was_training)
-    return torch.cat([emb.mean(dim=0), emb.amax(dim=0)]).numpy().astype(np.float32)
+    return np.concatenate([emb.mean(axis=1), emb.max(axis=1)]).astype(np.float32)
 
 
 def embed_waveforms(clips: np.ndarray, model: YamnetBackbone | None = None, *, batch_size: int = 64) -> np.ndarray:
