@@ -112,7 +112,7 @@ def experiment_config(args: argparse.Namespace) -> Config:
     """The run's config: the model's own settings (``sklearn-logreg``: those of the head named by
     ``--baseline-on``, default ``musicnn``, so it reads the very same cached embeddings),
     ``--duration`` and ``--set``."""
-    model = args.baseline_on if args.model == BASELINE else candidate_configs(args)[0] if args.model == AUTO else args.model
+    model = getattr(args, "baseline_on", "musicnn") if args.model == BASELINE else candidate_configs(args)[0] if args.model == AUTO else args.model
     cfg = default_config(model, Config()).replace(audio={"clip_seconds": args.duration})
     sets = parse_set(args.set)
     if sets:

@@ -131,7 +131,9 @@ def test_silent_tail_never_outvotes_the_event(setup: dict[str, Path], clf: Class
         head = clf.window_probabilities(ext / cls / "long_8s.wav")[1][0]  # the same first 5 s, alone in a window
         pred = clf.predict(ext / cls / name, threshold=0.0)
         got = np.array([pred.probabilities[c] for c in clf.classes])
-        np.testing.assert_allclose(got, head, atol=1e-5, err_msg=name)  # the padded tail changes nothing
+        # the padded tail changes nothing; only the resampler's edge differs (the last ~2 ms of the
+        # first 5 s see 1 ms or 3 s of audio after them: samples off by up to 2e-5)
+        np.testing.assert_allclose(got, head, atol=5e-4, err_msg=name)
         assert pred.n_clips == 1 and pred.timeline[-1].end == pytest.approx(pred.duration), name
     starts, windows = clf.window_probabilities(ext / "baby_cry" / "long_8s.wav")
     np.testing.assert_allclose(starts, [0.0, 5.0])  # the second window holds 3 s of audio, 2 s of padding
