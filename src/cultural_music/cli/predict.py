@@ -56,8 +56,8 @@ def predict(model_dir: str, paths: tuple[str, ...], out: str | None, segments: s
     from cultural_music.inference.load import load_classifier
 
     check_label_options(labels, labels_dir)
-    if out is None and (segments or workers or backend != "local"):
-        raise click.UsageError("--segments, --workers and --backend need --out")
+    if out is None and (segments or workers or address or backend != "local"):
+        raise click.UsageError("--segments, --workers, --backend and --address need --out")
     labeller = make_labeller(backend, address, workers, model_dir, use_onnx) if out is not None else None
     clf = load_classifier(model_dir, onnx=use_onnx)
     writer = LabelWriter(paths, labels, sample_rate=clf.config.audio.sample_rate, out_dir=labels_dir,

@@ -100,7 +100,7 @@ def run_batch(classifier: WindowClassifier | None, inputs: Sequence[str | Path],
               resume: bool = False, overwrite: bool = False, hop_seconds: float | None = None,
               threshold: float | None = None, progress: bool = True, segments: str | Path | None = None,
               labeller: Labeller | None = None, on_row: Callable[[dict[str, Any]], Any] | None = None,
-              **_ignored: Any) -> BatchSummary:
+              flush_seconds: float | None = None) -> BatchSummary:
     """Label every file of ``inputs`` (files and folders) into the results file ``out``.
 
     Parameters
@@ -127,6 +127,8 @@ def run_batch(classifier: WindowClassifier | None, inputs: Sequence[str | Path],
         Where files are labelled (default: :class:`InProcess` with ``classifier``).
     on_row
         Called with each new JSON row, after it was written.
+    flush_seconds
+        Unused (rows are appended as they finish); kept so that older callers still run.
 
     Raises
     ------
