@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -31,15 +32,40 @@ def write(path: Path, y: np.ndarray, sr: int = 8000, **kw) -> Path:
     return path
 
 
+Sound = Callable[[np.random.Generator, float], np.ndarray]
+"""A sound maker: ``(generator, seconds) -> float32 (samples,)``."""
+CORRUPT = b"RIFF\x00\x00garbage, not a wave file" * 4
+"""The bytes of a ``.wav`` that no decoder reads."""
+
+
+def write_folder(root: Path, files: Mapping[str, tuple[Sound, float] | bytes | str], *, sr: int = 8000,
+                 seed: int = 0) -> Path:
+    """``root/<relative path>`` for each entry of ``files``, in order: a ``(sound, seconds)`` pair
+    is made with one generator seeded ``seed`` and written at ``sr`` Hz; bytes or text are written
+    as they are (a corrupt file, a note).  Returns ``root``."""
+    g = np.random.default_rng(seed)
+    for rel, what in files.items():
+        path = root / rel
+        if isinstance(what, (bytes, str)):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(what.encode() if isinstance(what, str) else what)
+        else:
+            make, seconds = what
+            write(path, make(g, seconds), sr)
+    return root
+
+
+def jittered_tone(freq: float, sr: int = 8000) -> Sound:
+    """A sound maker: :func:`tone` at ``freq`` Hz times a random 0.97..1.03, with a little noise."""
+    return lambda g, seconds: tone(freq * g.uniform(0.97, 1.03), seconds, sr, rng=g)
+
+
 def make_tone_dataset(root: Path, *, classes: dict[str, float] | None = None, per_class: int = 6, seconds: float = 1.0,
                       sr: int = 8000, seed: int = 0) -> Path:
     """``root/<class>/<i>.wav``: each class a different sine frequency, random jitter per file."""
     classes = classes or {"low": 300.0, "mid": 900.0, "high": 2400.0}
-    g = np.random.default_rng(seed)
-    for name, f in classes.items():
-        for i in range(per_class):
-            write(root / name / f"{name}_{i}.wav", tone(f * g.uniform(0.97, 1.03), seconds, sr, rng=g), sr)
-    return root
+    files = {f"{name}/{name}_{i}.wav": (jittered_tone(f, sr), seconds) for name, f in classes.items() for i in range(per_class)}
+    return write_folder(root, files, sr=sr, seed=seed)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from cultural_music.inference.batch import error_row, run_batch
 from cultural_music.inference.classifier import Classifier
 from cultural_music.inference.writers import RESULTS, SEGMENTS, ParquetRows, open_rows, path_key, read_rows
 
-from conftest import write
+from conftest import CORRUPT, write_folder
 from tiny_model import SOUNDS, SR, shared_model
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -38,12 +38,8 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
-    g = np.random.default_rng(7)
-    root = tmp_path / "in"
-    for i in range(9):
-        write(root / f"f{i}.wav", SOUNDS[["beep", "Deuda", "Newari"][i % 3]](g, 1.5 + i % 3), SR)
-    root.joinpath("bad.wav").write_bytes(b"RIFF\x00\x00garbage, not a wave file" * 4)
-    return root
+    files = {f"f{i}.wav": (SOUNDS[["beep", "Deuda", "Newari"][i % 3]], 1.5 + i % 3) for i in range(9)}
+    return write_folder(tmp_path / "in", {**files, "bad.wav": CORRUPT}, sr=SR, seed=7)
 
 
 @pytest.mark.parametrize("suffix", ["csv", "jsonl"])
@@ -174,10 +170,7 @@ def test_cli_parquet_with_segments(model: Path, folder: Path, tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume_writes_each_row_exactly_once(model: Path, tmp_path: Path) -> None:
-    g = np.random.default_rng(1)
-    root = tmp_path / "many"
-    for i in range(48):
-        write(root / f"f{i:02d}.wav", SOUNDS["beep"](g, 6.0), SR)
+    root = write_folder(tmp_path / "many", {f"f{i:02d}.wav": (SOUNDS["beep"], 6.0) for i in range(48)}, sr=SR, seed=1)
     out, seg = tmp_path / "r.csv", tmp_path / "s.jsonl"
     cmd = [sys.executable, "-c", "import sys; from cultural_music.cli import main; sys.exit(main(sys.argv[1:]))", "predict", str(model), str(root), "--out", str(out),
            "--segments", str(seg), "--workers", "2", "--quiet"]

@@ -16,7 +16,7 @@ from cultural_music.inference.batch import run_batch
 from cultural_music.inference.classifier import Classifier
 from cultural_music.inference.writers import read_rows
 
-from conftest import write
+from conftest import CORRUPT, write_folder
 from tiny_model import SOUNDS, SR, shared_model
 
 pytestmark = pytest.mark.slow
@@ -46,11 +46,8 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _folder(root: Path, n: int, seconds: float = 1.5) -> Path:
-    g = np.random.default_rng(3)
-    for i in range(n):
-        write(root / f"f{i:02d}.wav", SOUNDS[["beep", "Deuda", "Newari"][i % 3]](g, seconds), SR)
-    root.joinpath("bad.wav").write_bytes(b"RIFF\x00\x00garbage, not a wave file" * 4)
-    return root
+    files = {f"f{i:02d}.wav": (SOUNDS[["beep", "Deuda", "Newari"][i % 3]], seconds) for i in range(n)}
+    return write_folder(root, {**files, "bad.wav": CORRUPT}, sr=SR, seed=3)
 
 
 def test_ray_rows_equal_local_rows(cluster, model: Path, tmp_path: Path) -> None:  # noqa: ANN001

@@ -6,7 +6,6 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from cultural_music.inference.batch import expand_inputs, run_batch
@@ -14,7 +13,7 @@ from cultural_music.cli import main
 from cultural_music.errors import OutputError, ParameterError
 from cultural_music.inference.classifier import Classifier
 
-from conftest import write
+from conftest import CORRUPT, write_folder
 from tiny_model import SOUNDS, SR, shared_model
 
 
@@ -26,13 +25,8 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     """a.wav (beep), b.wav (corrupt), sub/c.WAV (Deuda), notes.txt (ignored)."""
-    g = np.random.default_rng(4)
-    root = tmp_path / "in"
-    write(root / "a.wav", SOUNDS["beep"](g, 1.5), SR)
-    root.joinpath("b.wav").write_bytes(b"RIFF\x00\x00garbage, not a wave file" * 4)
-    write(root / "sub" / "c.WAV", SOUNDS["Deuda"](g, 2.0), SR)
-    root.joinpath("notes.txt").write_text("not audio")
-    return root
+    return write_folder(tmp_path / "in", {"a.wav": (SOUNDS["beep"], 1.5), "b.wav": CORRUPT,
+                                          "sub/c.WAV": (SOUNDS["Deuda"], 2.0), "notes.txt": "not audio"}, sr=SR, seed=4)
 
 
 def _csv(path: Path) -> list[dict[str, str]]:

@@ -18,7 +18,7 @@ from cultural_music.inference.label_files import (RAVEN_HEADER, LabelWriter, aud
                                                   raven_text, sonic_visualiser_text)
 from cultural_music.inference.timeline import Segment
 
-from conftest import write
+from conftest import CORRUPT, write, write_folder
 from tiny_model import SOUNDS, SR, shared_model
 
 SECONDS = re.compile(r"^\d+\.\d{6}$")
@@ -107,13 +107,8 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     """a/x.wav (beep), b/x.wav (Deuda), b/x.flac (beep), b/bad.wav (corrupt)."""
-    g = np.random.default_rng(7)
-    root = tmp_path / "in"
-    write(root / "a" / "x.wav", SOUNDS["beep"](g, 2.5), SR)
-    write(root / "b" / "x.wav", SOUNDS["Deuda"](g, 1.5), SR)
-    write(root / "b" / "x.flac", SOUNDS["beep"](g, 1.0), SR)
-    root.joinpath("b", "bad.wav").write_bytes(b"RIFF\x00\x00not a wave file" * 4)
-    return root
+    return write_folder(tmp_path / "in", {"a/x.wav": (SOUNDS["beep"], 2.5), "b/x.wav": (SOUNDS["Deuda"], 1.5),
+                                          "b/x.flac": (SOUNDS["beep"], 1.0), "b/bad.wav": CORRUPT}, sr=SR, seed=7)
 
 
 def test_predict_writes_label_files_next_to_recordings(model: Path, folder: Path,
