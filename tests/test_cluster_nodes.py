@@ -17,26 +17,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cultural_music.config import Config
 from cultural_music.data.dataset import Recording, scan_folder
 from cultural_music.features.cache import FeatureCache
 from cultural_music.features.extract import extract_features
 from cultural_music.features.jobs import ExtractJob
 
 from conftest import make_tone_dataset
+from tiny_model import TINY
 
 pytestmark = pytest.mark.slow
 
 ray = pytest.importorskip("ray", reason="Ray cannot be imported; pip install 'cultural-music[cluster]'")
 
-# 2 s files, one augmented variant each (pitch-shift / time-stretch): tens of ms of work per file,
-# so both worker nodes are busy when one of them is removed
-CFG = Config().replace(
-    audio={"sample_rate": 8000, "clip_seconds": 1.0},
-    features={"n_fft": 256, "hop_length": 64, "n_mels": 32},
-    augment={"n_variants": 1},
-    train={"seed": 0},
-)
+# the tiny model's settings with one augmented variant per file (pitch-shift / time-stretch): with
+# 2 s files, tens of ms of work per file, so both worker nodes are busy when one of them is removed
+CFG = TINY.replace(augment={"n_variants": 1})
 N_FILES = 30
 STORE = 80 * 1024**2  # bytes of object store per node (results are a few hundred bytes)
 
