@@ -44,7 +44,7 @@ import csv
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -195,11 +195,7 @@ def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
     if args.model == BASELINE:
         return run_baseline(args)
     data, folds, cfg, out, fold_ids, log = start_experiment(args)
-    for fold in fold_ids:
-        fdir = out / f"fold-{fold}"
-        if (fdir / "fold.json").is_file():
-            continue
-        log(f"=== fold {fold}")
+    for fold, fdir in pending_folds(out, fold_ids, log):
         t0 = time.perf_counter()
         run = train_fold(args, data, fdir, cfg, fold_split(folds, fold, args, cfg), log)
         wall = time.perf_counter() - t0
@@ -211,8 +207,7 @@ def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
             "train_seconds": float(sum(h["seconds"] for h in run.history)), "run_seconds": wall,
             "model": json.loads((fdir / "model.json").read_text())["model"]["name"],
         }
-        atomic_write_json(fdir / "fold.json", rec)
-        log(json.dumps(rec))
+        save_fold(fdir, rec, log)
         (fdir / "model.safetensors").unlink(missing_ok=True) if args.drop_weights else None
     return summarise(out)
 
@@ -228,18 +223,28 @@ def run_baseline(args: argparse.Namespace) -> dict[str, Any]:
     prepared = prepare(data, cfg, cache=FeatureCache(args.cache_dir), runner=LocalRunner(args.workers),
                        groups_csv=data / "groups.csv", progress=False, log=log)
     usable, extracted = prepared.recordings, prepared.features
-    for fold in fold_ids:
-        fdir = out / f"fold-{fold}"
-        if (fdir / "fold.json").is_file():
-            continue
-        log(f"=== fold {fold}")
+    for fold, fdir in pending_folds(out, fold_ids, log):
         t0 = time.perf_counter()
         recs = fold_split(folds, fold, args, cfg)(usable)
         rec = {"fold": fold, **baseline_fold(recs, extracted, fit_on=tuple(args.baseline_fit.split("+"))), "run_seconds": time.perf_counter() - t0}
-        fdir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(fdir / "fold.json", rec)
-        log(json.dumps(rec))
+        save_fold(fdir, rec, log)
     return summarise(out)
+
+
+def pending_folds(out: Path, fold_ids: list[str], log: Callable[[str], None]) -> Iterator[tuple[str, Path]]:
+    """``(fold, out/fold-<fold>)`` for each fold not finished yet (no ``fold.json``), logged as it starts."""
+    for fold in fold_ids:
+        fdir = out / f"fold-{fold}"
+        if not (fdir / "fold.json").is_file():
+            log(f"=== fold {fold}")
+            yield fold, fdir
+
+
+def save_fold(fdir: Path, rec: dict[str, Any], log: Callable[[str], None]) -> None:
+    """Write a finished fold's record to ``fdir/fold.json`` (atomically: the fold counts as done) and log it."""
+    fdir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(fdir / "fold.json", rec)
+    log(json.dumps(rec))
 
 
 def baseline_fold(recs: list[Recording], extracted: Any, *, fit_on: tuple[str, ...] = ("train", "val")) -> dict[str, Any]:
@@ -380,8 +385,7 @@ def run_per_class(args: argparse.Namespace) -> dict[str, Any]:
                 else:
                     rec = _package_fold(prepared, fdir, split)
                 rec = {**rec, "k": k, "seed": seed, "fold": fold, "run_seconds": time.perf_counter() - t0}
-                atomic_write_json(fdir / "fold.json", rec)
-                log(json.dumps(rec))
+                save_fold(fdir, rec, log)
     return summarise_per_class(out)
 
 
