@@ -35,21 +35,10 @@ SR_FILE = 44100
 
 def make_files(folder: Path, n: int, seconds: float) -> list[Path]:
     """``n`` files ``folder/<wav|mp3>/f<i>.<ext>``: chords + noise, 44.1 kHz stereo."""
-    import soundfile as sf
+    from _synth import write_chords  # here, not at the top: the timed child processes import this script
 
-    g = np.random.default_rng(0)
-    t = np.arange(int(seconds * SR_FILE)) / SR_FILE
-    paths = []
-    for i in range(n):
-        ext = "wav" if i % 2 == 0 else "mp3"
-        f0 = g.uniform(100, 400)
-        y = sum(0.2 / k * np.sin(2 * np.pi * f0 * k * t + g.uniform(0, 6)) for k in (1, 2, 3, 5))
-        y = np.stack([y + 0.02 * g.standard_normal(len(t)), y * 0.8], axis=1).astype(np.float32)
-        p = folder / ext / f"f{i:03d}.{ext}"
-        p.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(str(p), y, SR_FILE, **({"format": "MP3"} if ext == "mp3" else {}))
-        paths.append(p)
-    return paths
+    return write_chords(folder, n, seconds, sr=SR_FILE, name=lambda i: "{0}/f{1:03d}.{0}".format("mp3" if i % 2 else "wav", i),
+                        harmonics=(1, 2, 3, 5), random_phase=True, stereo=True)
 
 
 def run_reference(paths: list[str]) -> dict:

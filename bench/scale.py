@@ -27,7 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from threadpoolctl import threadpool_limits
 
 SR = 22050
@@ -35,19 +34,9 @@ SR = 22050
 
 def make_files(folder: Path, n: int, seconds: float) -> list[Path]:
     """``n`` files ``folder/c<k>/f<i>.wav``: a chord plus noise, 22.05 kHz mono."""
-    import soundfile as sf
+    from _synth import write_chords
 
-    g = np.random.default_rng(0)
-    t = np.arange(int(seconds * SR)) / SR
-    paths = []
-    for i in range(n):
-        f0 = g.uniform(100, 400)
-        y = sum(0.2 / k * np.sin(2 * np.pi * f0 * k * t) for k in (1, 2, 3)) + 0.02 * g.standard_normal(len(t))
-        p = folder / f"c{i % 4}" / f"f{i:03d}.wav"
-        p.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(str(p), y.astype(np.float32), SR)
-        paths.append(p)
-    return paths
+    return write_chords(folder, n, seconds, sr=SR, name=lambda i: f"c{i % 4}/f{i:03d}.wav")
 
 
 def extract(paths: list[Path], cache_dir: Path, *, workers: int, backend: str) -> float:
