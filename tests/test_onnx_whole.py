@@ -65,12 +65,12 @@ def test_onnx_prediction_of_the_default_model_never_imports_torch(musicnn_model:
 
 
 @needs_esc10
-@pytest.mark.parametrize("kind", ["seed-cnn", "res-cnn", "musicnn-finetune", "yamnet", "fusion"])
+@pytest.mark.parametrize("kind", ["seed-cnn", "res-cnn", "musicnn-finetune", "yamnet", "yamnet-mid", "fusion"])
 def test_every_model_kind_exports_and_matches_pytorch(kind: str, tmp_path: Path) -> None:
     from cultural_music.models import available_models
     from cultural_music.training.pipeline import run_training
 
-    assert {"musicnn", "seed-cnn", "res-cnn", "musicnn-finetune", "yamnet", "fusion"} >= set(available_models())  # a new kind needs a case here
+    assert {"musicnn", "seed-cnn", "res-cnn", "musicnn-finetune", "yamnet", "yamnet-mid", "fusion"} >= set(available_models())  # a new kind needs a case here
     cfg = default_config(kind)
     sr = cfg.audio.sample_rate if cfg.features.kind != "logmel" else 8000
     data = make_tone_dataset(tmp_path / "data", per_class=3, seconds=1.0, sr=sr)

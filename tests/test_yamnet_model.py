@@ -21,7 +21,7 @@ def _cfg(name: str, seconds: float, **augment) -> Config:
     return default_config(name).replace(audio={"clip_seconds": seconds}, augment=augment or {"n_variants": 0})
 
 
-@pytest.mark.parametrize("kind", ["yamnet-embedding", "fusion-embedding"])
+@pytest.mark.parametrize("kind", ["yamnet-embedding", "yamnet-mid-embedding", "fusion-embedding"])
 @pytest.mark.parametrize("samples", [8000, 15600, 15601, 48000])
 def test_feature_shape_matches_the_config(kind: str, samples: int) -> None:
     cfg = dataclasses.replace(Config().replace(audio={"sample_rate": 16000}), features=FeatureConfig.for_kind(kind))

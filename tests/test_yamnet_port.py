@@ -123,3 +123,29 @@ def test_untrained_shapes_and_param_count() -> None:
     assert one["scores"].shape == (1, 521)
     with pytest.raises(ParameterError, match="YamnetBackbone"):
         net(torch.zeros(1, 100, 64))
+
+
+def test_mid_embedding_is_the_tapped_maps_of_the_full_network(model: ym.YamnetBackbone) -> None:
+    """The mid-level embedding (yamnet-mid) is, for each tapped layer of a full forward pass, the
+    mean then the max of its map over time and mel (hooks on the whole network, not the slice)."""
+    import torch
+
+    from cultural_music.config import EMBEDDING_DIMS, YAMNET_MID_EMBEDDING
+
+    patches = torch.from_numpy(np.random.default_rng(3).standard_normal((3, ym.PATCH_FRAMES, ym.N_MELS)).astype(np.float32))
+    seen: dict[int, torch.Tensor] = {}
+    hooks = [model.layers[i].register_forward_hook(lambda _m, _i, out, i=i: seen.__setitem__(i, out)) for i in ym.MID_TAPS]
+    try:
+        with torch.inference_mode():
+            model.embedding(patches)
+            mid = model.mid_embedding(patches)
+    finally:
+        for h in hooks:
+            h.remove()
+    want = torch.cat([t for i in ym.MID_TAPS for t in (seen[i].mean(dim=(2, 3)), seen[i].amax(dim=(2, 3)))], dim=1)
+    assert mid.shape == (3, ym.MID_EMBEDDING_DIM) == (3, EMBEDDING_DIMS[YAMNET_MID_EMBEDDING])
+    torch.testing.assert_close(mid, want, rtol=1e-5, atol=1e-6)
+    assert [model.layers[i].conv.out_channels for i in ym.MID_TAPS] == [256, 512]
+    clips = np.random.default_rng(4).standard_normal((2, 24000)).astype(np.float32) * 0.1
+    full, mids = ym.embed_waveforms(clips, model), ym.embed_waveforms(clips, model, mid=True)
+    assert mids.shape == (2, ym.MID_EMBEDDING_DIM, full.shape[-1])

@@ -69,15 +69,19 @@ LOGMEL = "logmel"
 MUSICNN = "musicnn"
 MUSICNN_EMBEDDING = "musicnn-embedding"
 YAMNET_EMBEDDING = "yamnet-embedding"
+YAMNET_MID_EMBEDDING = "yamnet-mid-embedding"
 FUSION_EMBEDDING = "fusion-embedding"
-FEATURE_KINDS = (LOGMEL, MUSICNN, MUSICNN_EMBEDDING, YAMNET_EMBEDDING, FUSION_EMBEDDING)
+FEATURE_KINDS = (LOGMEL, MUSICNN, MUSICNN_EMBEDDING, YAMNET_EMBEDDING, YAMNET_MID_EMBEDDING, FUSION_EMBEDDING)
 #: kinds that are a frozen pretrained network's embeddings ``(n_rows, patches)``
-EMBEDDING_KINDS = (MUSICNN_EMBEDDING, YAMNET_EMBEDDING, FUSION_EMBEDDING)
+EMBEDDING_KINDS = (MUSICNN_EMBEDDING, YAMNET_EMBEDDING, YAMNET_MID_EMBEDDING, FUSION_EMBEDDING)
+#: kinds with one column per YAMNet patch (0.96 s, 0.48 s apart)
+YAMNET_GRID_KINDS = (YAMNET_EMBEDDING, YAMNET_MID_EMBEDDING, FUSION_EMBEDDING)
 MUSICNN_BACKBONES = ("MSD_musicnn", "MTT_musicnn")
 YAMNET = "yamnet"
 FUSION_BACKBONES = ("MSD_musicnn+yamnet",)  #: musicnn + YAMNet, concatenated (see features.fusion)
 #: backbones each embedding kind accepts (the first is the default)
-KIND_BACKBONES = {MUSICNN_EMBEDDING: MUSICNN_BACKBONES, YAMNET_EMBEDDING: (YAMNET,), FUSION_EMBEDDING: FUSION_BACKBONES}
+KIND_BACKBONES = {MUSICNN_EMBEDDING: MUSICNN_BACKBONES, YAMNET_EMBEDDING: (YAMNET,), YAMNET_MID_EMBEDDING: (YAMNET,),
+                  FUSION_EMBEDDING: FUSION_BACKBONES}
 MUSICNN_SAMPLE_RATE = 16000  #: Hz: the musicnn networks' input rate
 MUSICNN_N_MELS = 96  #: mel bands of the musicnn input
 MUSICNN_EMBEDDING_DIM = 1506  #: [mean_pool, max_pool] of the musicnn mid-end (753 + 753)
@@ -85,10 +89,11 @@ MUSICNN_PATCH_FRAMES = 187  #: frames of one musicnn input patch (3 s at hop 256
 MUSICNN_N_FFT = 512  #: samples (32 ms) per FFT frame of the musicnn input
 MUSICNN_HOP = 256  #: samples (16 ms) between musicnn log-mel frames
 YAMNET_EMBEDDING_DIM = 1024  #: YAMNet's embedding of one 0.96 s patch
+YAMNET_MID_EMBEDDING_DIM = 1536  #: YAMNet's mid-level embedding (blocks 5 and 7, mean and max) of one patch
 _YAMNET_MIN_SAMPLES, _YAMNET_PATCH_HOP = 15600, 7680  #: one 0.975 s patch; 0.48 s between patches (16 kHz)
 #: rows of each embedding kind
 EMBEDDING_DIMS = {MUSICNN_EMBEDDING: MUSICNN_EMBEDDING_DIM, YAMNET_EMBEDDING: YAMNET_EMBEDDING_DIM,
-                  FUSION_EMBEDDING: MUSICNN_EMBEDDING_DIM + YAMNET_EMBEDDING_DIM}
+                  YAMNET_MID_EMBEDDING: YAMNET_MID_EMBEDDING_DIM, FUSION_EMBEDDING: MUSICNN_EMBEDDING_DIM + YAMNET_EMBEDDING_DIM}
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,8 @@ class FeatureConfig:
       backbone's 1506-dim embedding of every 3 s patch of the musicnn input.  Shape ``(1506, patches)``.
     - ``"yamnet-embedding"`` (backbone ``"yamnet"``): YAMNet's 1024-dim embedding of every 0.96 s
       patch, 0.48 s apart.  Shape ``(1024, patches)``.
+    - ``"yamnet-mid-embedding"`` (backbone ``"yamnet"``): the mean and max over time and mel of
+      YAMNet's feature maps after separable blocks 5 and 7, on the same patches.  Shape ``(1536, patches)``.
     - ``"fusion-embedding"`` (backbone ``"MSD_musicnn+yamnet"``): both, on YAMNet's patch grid
       (each YAMNet patch beside the musicnn patch holding its centre).  Shape ``(2530, patches)``.
 
@@ -134,7 +141,7 @@ class FeatureConfig:
         if self.kind not in FEATURE_KINDS:
             raise ParameterError(f"The 'kind' parameter of FeatureConfig must be one of {list(FEATURE_KINDS)}. Got {self.kind!r} instead.")
         allowed = KIND_BACKBONES.get(self.kind, (None,))
-        if self.backbone is None and self.kind in (YAMNET_EMBEDDING, FUSION_EMBEDDING):
+        if self.backbone is None and self.kind in YAMNET_GRID_KINDS:
             object.__setattr__(self, "backbone", allowed[0])  # the kind's only backbone
         if self.backbone not in allowed:
             raise ParameterError(f"The 'backbone' parameter of FeatureConfig must be one of {list(allowed)} for kind "
@@ -181,7 +188,7 @@ class FeatureConfig:
         """Columns produced for ``n_samples`` samples: frames (librosa's ``center=True``
         framing), 3 s patches for musicnn embeddings (see :func:`n_patches`), or YAMNet's 0.96 s
         patches 0.48 s apart (the clip zero-padded to whole patches) for the YAMNet and fusion kinds."""
-        if self.kind in (YAMNET_EMBEDDING, FUSION_EMBEDDING):
+        if self.kind in YAMNET_GRID_KINDS:
             return 1 + -(-max(0, n_samples - _YAMNET_MIN_SAMPLES) // _YAMNET_PATCH_HOP)
         frames = 1 + n_samples // self.hop_length
         return n_patches(frames) if self.kind == MUSICNN_EMBEDDING else frames

@@ -40,7 +40,7 @@ from cultural_music.backbones.packaged import load_weights
 
 __all__ = [
     "SAMPLE_RATE", "WINDOW", "HOP", "N_FFT", "N_MELS", "PATCH_FRAMES", "PATCH_HOP",
-    "EMBEDDING_DIM", "N_CLASSES", "pad_waveform", "mel_matrix", "yamnet_log_mel",
+    "EMBEDDING_DIM", "MID_TAPS", "MID_EMBEDDING_DIM", "N_CLASSES", "pad_waveform", "mel_matrix", "yamnet_log_mel",
     "yamnet_patches", "YamnetBackbone", "load_yamnet", "pretrained_yamnet", "embed_clip", "embed_waveforms",
 ]  # fmt: skip
 
@@ -54,6 +54,10 @@ LOG_OFFSET = 0.001  #: added to the mel magnitude before the natural log
 PATCH_FRAMES = 96  #: frames per network input patch (0.96 s)
 PATCH_HOP = 48  #: frames between patch starts (0.48 s)
 EMBEDDING_DIM = 1024
+#: indices in :attr:`YamnetBackbone.layers` whose outputs make the mid-level embedding: the 1x1
+#: convs ending separable blocks 5 (256 channels, a (12, 8) map of the patch) and 7 (512, (6, 4))
+MID_TAPS = (9, 13)
+MID_EMBEDDING_DIM = 2 * (256 + 512)  #: mean and max over time and mel of each tapped map: 1536
 N_CLASSES = 521
 _MIN_SAMPLES = WINDOW + (PATCH_FRAMES - 1) * HOP  # 15600 = 0.975 s: one patch
 _BN_EPS = 1e-4
@@ -186,16 +190,32 @@ class YamnetBackbone(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.classifier = nn.Linear(EMBEDDING_DIM, N_CLASSES)
 
-    def embedding(self, patches: torch.Tensor) -> torch.Tensor:
-        """(batch, 96, 64) log-mel patches (or one (96, 64) patch) -> (batch, 1024) embeddings."""
+    def _image(self, patches: torch.Tensor) -> torch.Tensor:
+        """(batch, 96, 64) log-mel patches (or one (96, 64) patch) -> the (batch, 1, 96, 64) network input."""
         x = patches.unsqueeze(0) if patches.ndim == 2 else patches
         if x.ndim != 3 or tuple(x.shape[1:]) != (PATCH_FRAMES, N_MELS):
             raise ParameterError(
                 "The 'patches' parameter of YamnetBackbone must have shape "
                 f"(batch, {PATCH_FRAMES}, {N_MELS}). Got {tuple(patches.shape)} instead."
             )
-        x = x.to(dtype=self.classifier.weight.dtype, device=self.classifier.weight.device)
-        return self.layers(x.unsqueeze(1)).mean(dim=(2, 3))
+        return x.to(dtype=self.classifier.weight.dtype, device=self.classifier.weight.device).unsqueeze(1)
+
+    def embedding(self, patches: torch.Tensor) -> torch.Tensor:
+        """(batch, 96, 64) log-mel patches (or one (96, 64) patch) -> (batch, 1024) embeddings."""
+        return self.layers(self._image(patches)).mean(dim=(2, 3))
+
+    def mid_embedding(self, patches: torch.Tensor) -> torch.Tensor:
+        """(batch, 96, 64) log-mel patches -> (batch, 1536) mid-level embeddings: for each layer of
+        :data:`MID_TAPS`, the mean and then the max of its feature map over time and mel bands.
+
+        The middle of the network keeps more of the sound's fine structure (phones, strokes) than
+        the AudioSet-shaped last layer, and runs only the first 14 of its 27 conv layers."""
+        x, out = self._image(patches), []
+        for i, layer in enumerate(self.layers[: MID_TAPS[-1] + 1]):
+            x = layer(x)
+            if i in MID_TAPS:
+                out += [x.mean(dim=(2, 3)), x.amax(dim=(2, 3))]
+        return torch.cat(out, dim=1)
 
     def forward(self, patches: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run the network on log-mel patches (see :meth:`embedding`).
@@ -262,7 +282,8 @@ def embed_clip(
     return np.concatenate([emb.mean(axis=1), emb.max(axis=1)]).astype(np.float32)
 
 
-def embed_waveforms(clips: np.ndarray, model: YamnetBackbone | None = None, *, batch_size: int = 64) -> np.ndarray:
+def embed_waveforms(clips: np.ndarray, model: YamnetBackbone | None = None, *, batch_size: int = 64,
+                    mid: bool = False) -> np.ndarray:
     """Patch embeddings of a batch of equal-length clips (the ``"yamnet-embedding"`` features).
 
     Parameters
@@ -273,11 +294,14 @@ def embed_waveforms(clips: np.ndarray, model: YamnetBackbone | None = None, *, b
         Default :func:`pretrained_yamnet`.
     batch_size
         Patches per forward pass.
+    mid
+        The mid-level embedding (:meth:`YamnetBackbone.mid_embedding`, the
+        ``"yamnet-mid-embedding"`` features) instead of the last layer's.
 
     Returns
     -------
     np.ndarray
-        float32 ``(n, 1024, patches)``, one column per 0.96 s patch (0.48 s apart; each clip
+        float32 ``(n, 1024, patches)`` (``(n, 1536, patches)`` with ``mid``), one column per 0.96 s patch (0.48 s apart; each clip
         zero-padded to whole patches as :func:`pad_waveform` does).
     """
     y = np.asarray(clips, dtype=np.float32)
@@ -286,6 +310,7 @@ def embed_waveforms(clips: np.ndarray, model: YamnetBackbone | None = None, *, b
     model = model if model is not None else pretrained_yamnet()
     patches = np.concatenate([yamnet_patches(yamnet_log_mel(clip)) for clip in y])  # (n * p, 96, 64)
     with torch.inference_mode():
-        emb = torch.cat([model.embedding(torch.from_numpy(patches[i : i + batch_size]))
-                         for i in range(0, len(patches), batch_size)])  # fmt: skip
-    return emb.numpy().reshape(len(y), -1, EMBEDDING_DIM).transpose(0, 2, 1).astype(np.float32, copy=True)
+        net = model.mid_embedding if mid else model.embedding
+        emb = torch.cat([net(torch.from_numpy(patches[i : i + batch_size])) for i in range(0, len(patches), batch_size)])
+    dim = MID_EMBEDDING_DIM if mid else EMBEDDING_DIM
+    return emb.numpy().reshape(len(y), -1, dim).transpose(0, 2, 1).astype(np.float32, copy=True)

@@ -13,7 +13,7 @@ from cultural_music.cli.options import backend_options, cache_option, make_runne
 @click.option("--sample-rate", type=click.IntRange(1000, 384000), default=22050, show_default=True, help="Sample rate in Hz.")
 @click.option("--n-mels", type=click.IntRange(8, 512), default=128, show_default=True)
 @click.option("--model", "model_name", default=None, metavar="NAME",
-              help="Cache the features this model trains on (e.g. musicnn, yamnet, fusion: the backbone's embeddings; "
+              help="Cache the features this model trains on (e.g. musicnn, yamnet, yamnet-mid, fusion: the backbone's embeddings; "
                    "they fix the sample rate and mels); default: log-mels with the settings above.")
 @cache_option
 @workers_option

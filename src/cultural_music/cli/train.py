@@ -112,7 +112,7 @@ _MODEL_OPTIONS = [
                       "on the train split and keeps the best (docs/models.md)."),
     click.option("--candidates", default=None, metavar="NAMES|all",
                  help="With --model auto: comma-separated models to compare, or 'all' (adds res-cnn: slow) "
-                      "[default: the frozen-embedding heads musicnn, yamnet, fusion that are installed]."),
+                      "[default: the frozen-embedding heads musicnn, yamnet, yamnet-mid, fusion that are installed]."),
     click.option("--backbone", type=click.Choice(["MSD_musicnn", "MTT_musicnn"]), default=None, help="Pretrained network of --model musicnn [default: MSD_musicnn]."),
     click.option("--duration", type=click.FloatRange(min=0.05), default=None, help="Clip length in seconds [default: 30]."),
     click.option("--sample-rate", type=click.IntRange(1000, 384000), default=None, help="Sample rate in Hz [default: the model's: 22050, musicnn 16000]."),

@@ -21,7 +21,7 @@ import numpy as np
 
 from cultural_music.features.audio import iter_clips
 from cultural_music.config import (FUSION_EMBEDDING, LOGMEL, MUSICNN, MUSICNN_EMBEDDING, MUSICNN_HOP, MUSICNN_N_FFT, MUSICNN_N_MELS,
-                                   MUSICNN_PATCH_FRAMES, MUSICNN_SAMPLE_RATE, YAMNET_EMBEDDING, Config, FeatureConfig)
+                                   MUSICNN_PATCH_FRAMES, MUSICNN_SAMPLE_RATE, YAMNET_EMBEDDING, YAMNET_MID_EMBEDDING, Config, FeatureConfig)
 from cultural_music.errors import ParameterError
 from cultural_music.features.melspec import mel_power
 
@@ -46,7 +46,7 @@ def compute_features(clips: np.ndarray, cfg: Config) -> np.ndarray:
     -------
     np.ndarray
         float32 ``(n, rows, columns)``: ``(n, n_mels, frames)`` for the log-mel kinds,
-        ``(n, dim, patches)`` for embeddings (dim 1506, 1024 or 2530; see
+        ``(n, dim, patches)`` for embeddings (dim 1506, 1024, 1536 or 2530; see
         :class:`~cultural_music.config.FeatureConfig`).
     """
     fc = cfg.features
@@ -54,10 +54,10 @@ def compute_features(clips: np.ndarray, cfg: Config) -> np.ndarray:
         return log_mel(clips, sample_rate=cfg.audio.sample_rate, cfg=fc)
     if cfg.audio.sample_rate != MUSICNN_SAMPLE_RATE:  # Config checks this; kept for hand-made configs
         raise ParameterError(f"Feature kind {fc.kind!r} needs 16000 Hz clips. Got {cfg.audio.sample_rate} Hz instead.")
-    if fc.kind == YAMNET_EMBEDDING:
+    if fc.kind in (YAMNET_EMBEDDING, YAMNET_MID_EMBEDDING):
         from cultural_music.backbones.yamnet import embed_waveforms
 
-        return embed_waveforms(clips)
+        return embed_waveforms(clips, mid=fc.kind == YAMNET_MID_EMBEDDING)
     if fc.kind == FUSION_EMBEDDING:
         musicnn_cfg, yamnet_cfg = component_configs(cfg)
         return fuse_embeddings(compute_features(clips, musicnn_cfg), compute_features(clips, yamnet_cfg), clips.shape[-1])

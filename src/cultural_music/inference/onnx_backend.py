@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from cultural_music.config import FUSION_EMBEDDING, MUSICNN, YAMNET_EMBEDDING, Config, FeatureConfig
+from cultural_music.config import MUSICNN, YAMNET_GRID_KINDS, Config, FeatureConfig
 from cultural_music.errors import CulturalMusicError, ModelLoadError
 from cultural_music.training.artifact import read_meta
 from cultural_music.features.compute import clip_batches, feature_batches
@@ -28,7 +28,7 @@ WAVEFORM = "waveform"  #: input kind of graphs that start from the clip's sample
 def network_input_kind(cfg: Config) -> str:
     """What the exported whole network takes: ``"waveform"`` for the YAMNet and fusion models
     (front ends inside the graph), else the feature kind of :func:`network_input_config`."""
-    if cfg.features.kind in (YAMNET_EMBEDDING, FUSION_EMBEDDING):
+    if cfg.features.kind in YAMNET_GRID_KINDS:
         return WAVEFORM
     return network_input_config(cfg).features.kind
 

@@ -1,4 +1,4 @@
-"""Whole networks that start from the waveform: the ONNX graph of the ``yamnet`` and ``fusion``
+"""Whole networks that start from the waveform: the ONNX graph of the ``yamnet``, ``yamnet-mid`` and ``fusion``
 models (their front ends written in torch, so onnxruntime needs no numpy feature code).
 
 :class:`WaveformNetwork` takes 16 kHz clips ``(batch, 1, samples)`` (``samples`` fixed by the
@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cultural_music.backbones import yamnet as ym
-from cultural_music.config import EMBEDDING_DIMS, FUSION_EMBEDDING, MUSICNN_EMBEDDING_DIM, MUSICNN_HOP, MUSICNN_N_FFT, MUSICNN_N_MELS, MUSICNN_SAMPLE_RATE, Config
+from cultural_music.config import (EMBEDDING_DIMS, FUSION_EMBEDDING, MUSICNN_EMBEDDING_DIM, MUSICNN_HOP, MUSICNN_N_FFT, MUSICNN_N_MELS,
+                                   MUSICNN_SAMPLE_RATE, YAMNET_MID_EMBEDDING, Config)
 from cultural_music.features.compute import fusion_index
 from cultural_music.features.melspec import mel_filterbank
 
@@ -84,10 +85,13 @@ class WaveformNetwork(nn.Module):
         Samples of one clip (16 kHz).
     musicnn
         The musicnn backbone for a fusion model (``None``: YAMNet only).
+    mid
+        YAMNet's mid-level embedding (the ``yamnet-mid`` model) instead of its last layer's.
     """
 
-    def __init__(self, head: nn.Module, n_samples: int, musicnn: nn.Module | None = None) -> None:
+    def __init__(self, head: nn.Module, n_samples: int, musicnn: nn.Module | None = None, mid: bool = False) -> None:
         super().__init__()
+        self.mid = mid
         from cultural_music.backbones.musicnn import covering_index
 
         self.head, self.yamnet, self.musicnn = head, ym.pretrained_yamnet(), musicnn
@@ -105,7 +109,8 @@ class WaveformNetwork(nn.Module):
         n, p = y.shape[0], self.yamnet_index.shape[0]
         mel = self.yamnet_front(y)  # (batch, frames, 64)
         patches = mel[:, self.yamnet_index.reshape(-1)].reshape(n * p, ym.PATCH_FRAMES, ym.N_MELS)
-        emb = self.yamnet.embedding(patches).reshape(n, p, ym.EMBEDDING_DIM).transpose(1, 2)  # (batch, 1024, p)
+        net = self.yamnet.mid_embedding if self.mid else self.yamnet.embedding
+        emb = net(patches).reshape(n, p, -1).transpose(1, 2)  # (batch, 1024 or 1536, p)
         if self.musicnn is not None:
             from cultural_music.backbones.musicnn import covering_patches
 
@@ -117,11 +122,11 @@ class WaveformNetwork(nn.Module):
 
 
 def waveform_network(head: nn.Module, cfg: Config) -> WaveformNetwork:
-    """The whole network of a yamnet or fusion model folder's ``head`` and config (eval mode)."""
+    """The whole network of a yamnet, yamnet-mid or fusion model folder's ``head`` and config (eval mode)."""
     musicnn = None
     if cfg.features.kind == FUSION_EMBEDDING:
         from cultural_music.backbones.musicnn import pretrained
 
         musicnn = pretrained(cfg.features.backbone.split("+")[0])
     assert cfg.features.n_rows in EMBEDDING_DIMS.values()
-    return WaveformNetwork(head, cfg.audio.clip_samples, musicnn).eval()
+    return WaveformNetwork(head, cfg.audio.clip_samples, musicnn, mid=cfg.features.kind == YAMNET_MID_EMBEDDING).eval()

@@ -8,7 +8,7 @@ at recording level, seeded with the train seed), so a performer or speaker is ne
 sides and every candidate is judged on the very same partition.
 
 * A frozen-embedding head (a model with ``convex_parts()`` and a full-batch fit: ``musicnn``,
-  ``yamnet``, ``fusion``): its features (cached extraction, as training does) are pooled by its
+  ``yamnet``, ``yamnet-mid``, ``fusion``): its features (cached extraction, as training does) are pooled by its
   ``convex_parts().pool`` and its head settings (C, class weighting) searched by
   :func:`~cultural_music.training.head_search.choose_head` on those folds.  Its score is the
   recording-level macro-F1 of the chosen setting's out-of-fold answers, per fold (mean ± std
@@ -44,9 +44,9 @@ __all__ = ["AUTO", "DEFAULT_CANDIDATES", "SLOW_CANDIDATES", "COST_ORDER", "TIE_T
            "resolve_candidates", "choose_model", "pick_winner"]
 
 AUTO = "auto"  #: the ``--model`` value that chooses among candidates
-DEFAULT_CANDIDATES = ("musicnn", "yamnet", "fusion")  #: compared by default (those registered)
+DEFAULT_CANDIDATES = ("musicnn", "yamnet", "yamnet-mid", "fusion")  #: compared by default (those registered)
 SLOW_CANDIDATES = ("res-cnn",)  #: added by ``--candidates all`` (trained per inner fold)
-COST_ORDER = ("yamnet", "musicnn", "fusion", "res-cnn")  #: cheapest first (FLOPs per second of audio)
+COST_ORDER = ("yamnet-mid", "yamnet", "musicnn", "fusion", "res-cnn")  #: cheapest first (FLOPs per second of audio)
 TIE_TOLERANCE = 0.005  #: mean macro-F1 within this of the best is a tie (goes to the cheaper model)
 
 
