@@ -184,3 +184,26 @@ def test_cli_defaults_to_auto_and_checks_candidates() -> None:
         resolve_model("musicnn", "musicnn", {})
     with pytest.raises(click.BadParameter, match="unknown model"):
         resolve_model("auto", "musicnn,nope", {})
+
+
+def test_a_trained_candidate_is_trained_on_one_fold_and_judged_there(heads: None, tones: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from cultural_music.features.jobs import LocalRunner
+    from cultural_music.training import loop
+
+    trained = []
+    monkeypatch.setattr(loop, "train_model", lambda model, *a, **k: trained.append(model))  # an untrained res-cnn: chance
+    cfgs = {"good": default_config("good"), "res-cnn": default_config("res-cnn").replace(audio=_DEFAULTS["audio"], features=_DEFAULTS["features"])}
+    choice = choose_model(_train_split(tones), cfgs, cache=_cache(tmp_path), runner=LocalRunner(1), seed=0, log=lambda s: None)
+    by_name = {s.name: s for s in choice.scores}
+    assert len(trained) == auto.TRAINED_FOLDS == len(by_name["res-cnn"].folds) < len(by_name["good"].folds) == choice.n_folds
+    assert choice.winner == "good" and f"on the first {auto.TRAINED_FOLDS} fold(s)" in choice.reason
+
+
+def test_pick_winner_compares_the_folds_every_candidate_has() -> None:
+    convex = CandidateScore("musicnn", 0.70, 0.2, [0.95, 0.6, 0.55], 1.0, "head")  # best on fold 1, worse on average
+    slow = CandidateScore("res-cnn", 0.90, 0.0, [0.90], 1.0, "trained")
+    name, reason = pick_winner([convex, slow])
+    assert name == "musicnn" and "0.950" in reason and "on the first 1 fold(s)" in reason
+    assert pick_winner([convex, CandidateScore("res-cnn", 0.97, 0.0, [0.97], 1.0, "trained")])[0] == "res-cnn"
+    assert pick_winner([convex, CandidateScore("yamnet", 0.69, 0.2, [0.5, 0.8, 0.77], 1.0, "head")])[0] == "musicnn"
