@@ -99,3 +99,17 @@ def test_no_search_with_too_few_groups_or_one_setting() -> None:
     one = choose_head(z, y, np.arange(len(y)), 2, eps=1e-5, seed=0, score=lambda o: 0.0, C_values=(1.0,), weightings=("none",),
                       default=(1.0, "none"))
     assert one.oof_logits is None and one.table == []
+
+
+def test_row_span_is_reused_for_the_same_rows_only() -> None:
+    from cultural_music.training import convex_head as ch
+
+    g = np.random.default_rng(0)
+    a, b = g.standard_normal((20, 50)), g.standard_normal((20, 50))
+    first = ch._row_span(a)
+    assert ch._row_span(a.copy()) is first  # same bytes: the kept basis
+    np.testing.assert_allclose(ch._compute_span(a), first)
+    other = ch._row_span(b)
+    assert other is not first and not np.allclose(np.abs(other @ a.T), np.abs(first @ a.T))
+    np.testing.assert_allclose(first @ first.T, np.eye(len(first)), atol=1e-10)
+    assert ch._row_span(g.standard_normal((50, 20))) is None  # fewer dims than rows: no span

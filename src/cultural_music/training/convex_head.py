@@ -11,7 +11,9 @@ larger set of clips, which is what the refit on all data relies on.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,11 +112,31 @@ def fit_logreg(z: np.ndarray, y: np.ndarray, n_classes: int, *, C: float, class_
     return HeadFit(mean, var, coef, intercept, int(np.max(clf.n_iter_)))
 
 
+_SPANS: "OrderedDict[bytes, np.ndarray | None]" = OrderedDict()  #: recent bases by content digest (see _row_span)
+_SPAN_CACHE_BYTES = 256 * 2**20  #: at most this much memory kept in :data:`_SPANS`
+
+
 def _row_span(zs: np.ndarray) -> np.ndarray | None:
-    """Orthonormal basis ``(r, d)`` of the rows of ``zs`` ``(n, d)`` when ``d > n`` (else ``None``)."""
+    """Orthonormal basis ``(r, d)`` of the rows of ``zs`` ``(n, d)`` when ``d > n`` (else ``None``).
+
+    A head search fits the same rows for every C and class weighting (12 fits a fold), so the
+    bases of recent matrices are kept, keyed by a digest of their bytes (same rows, same basis)."""
     n, d = zs.shape
     if d <= n:
         return None
+    key = hashlib.blake2b(np.ascontiguousarray(zs).view(np.uint8), digest_size=16).digest() + repr(zs.shape).encode()
+    if key in _SPANS:
+        _SPANS.move_to_end(key)
+        return _SPANS[key]
+    basis = _compute_span(zs)
+    _SPANS[key] = basis
+    while len(_SPANS) > 1 and sum(b.nbytes for b in _SPANS.values() if b is not None) > _SPAN_CACHE_BYTES:
+        _SPANS.popitem(last=False)
+    return basis
+
+
+def _compute_span(zs: np.ndarray) -> np.ndarray | None:
+    """:func:`_row_span` itself (no cache)."""
     eigval, u = np.linalg.eigh(zs @ zs.T)  # the Gram matrix (n, n) = U S^2 U^T: cheaper than an SVD of zs
     keep = eigval > max(float(eigval[-1]), 0.0) * 1e-10
     if not keep.any():
