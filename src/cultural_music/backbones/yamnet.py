@@ -37,6 +37,7 @@ from torch import nn
 
 from cultural_music.errors import ModelLoadError, ParameterError
 from cultural_music.backbones.packaged import load_weights
+from cultural_music.backbones.runtime import mark_packaged, session_for
 
 __all__ = [
     "SAMPLE_RATE", "WINDOW", "HOP", "N_FFT", "N_MELS", "PATCH_FRAMES", "PATCH_HOP",
@@ -228,15 +229,16 @@ def load_yamnet() -> YamnetBackbone:
 def pretrained_yamnet() -> YamnetBackbone:
     """:func:`load_yamnet`, loaded once per process (frozen: no gradients, eval mode), its conv
     weights in ``channels_last`` memory format: 2.6x the patches/s of the default layout on CPU
-    (depthwise convs; ``bench/archive_flops.py``), embeddings equal to 2.5e-6 of their largest value."""
+    (depthwise convs; ``bench/archive_flops.py``), embeddings equal to 2.5e-6 of their largest value.
+    Its embeddings run on ONNX Runtime where available (:mod:`~cultural_music.backbones.runtime`)."""
     model = load_yamnet().to(memory_format=torch.channels_last)
     for p in model.parameters():
         p.requires_grad_(False)
-    return model
+    return mark_packaged(model, "yamnet")
 
 
 def embed_clip(
-    waveform_16k: np.ndarray, model: YamnetBackbone | None = None, *, batch_size: int = 32
+    waveform_16k: np.ndarray, model: YamnetBackbone | None = None, *, batch_size: int | None = None
 ) -> np.ndarray:
     """Clip embedding: mean and max over the clip's 0.96 s patches of the 1024-d YAMNet embedding.
 
@@ -247,7 +249,7 @@ def embed_clip(
     model
         Default :func:`pretrained_yamnet`.
     batch_size
-        Patches per forward pass.
+        Patches per forward pass (default: see :func:`embed_waveforms`).
 
     Returns
     -------
@@ -262,7 +264,7 @@ def embed_clip(
     return np.concatenate([emb.mean(axis=1), emb.max(axis=1)]).astype(np.float32)
 
 
-def embed_waveforms(clips: np.ndarray, model: YamnetBackbone | None = None, *, batch_size: int = 64) -> np.ndarray:
+def embed_waveforms(clips: np.ndarray, model: YamnetBackbone | None = None, *, batch_size: int | None = None) -> np.ndarray:
     """Patch embeddings of a batch of equal-length clips (the ``"yamnet-embedding"`` features).
 
     Parameters
@@ -270,9 +272,10 @@ def embed_waveforms(clips: np.ndarray, model: YamnetBackbone | None = None, *, b
     clips
         float32 ``(n, samples)`` 16 kHz mono waveforms.
     model
-        Default :func:`pretrained_yamnet`.
+        Default :func:`pretrained_yamnet`, which runs on ONNX Runtime where available
+        (:func:`~cultural_music.backbones.runtime.session_for`); any other module runs on torch.
     batch_size
-        Patches per forward pass.
+        Patches per forward pass (default 64).
 
     Returns
     -------
@@ -285,7 +288,12 @@ def embed_waveforms(clips: np.ndarray, model: YamnetBackbone | None = None, *, b
         raise ParameterError(f"The 'clips' parameter of embed_waveforms must be (n, samples). Got shape {y.shape} instead.")
     model = model if model is not None else pretrained_yamnet()
     patches = np.concatenate([yamnet_patches(yamnet_log_mel(clip)) for clip in y])  # (n * p, 96, 64)
-    with torch.inference_mode():
-        emb = torch.cat([model.embedding(torch.from_numpy(patches[i : i + batch_size]))
-                         for i in range(0, len(patches), batch_size)])  # fmt: skip
-    return emb.numpy().reshape(len(y), -1, EMBEDDING_DIM).transpose(0, 2, 1).astype(np.float32, copy=True)
+    session = session_for(model)
+    size = batch_size or (session.batch_size if session is not None else 64)
+    if session is not None:
+        emb = np.concatenate([session.run(patches[i : i + size]) for i in range(0, len(patches), size)])
+    else:
+        with torch.inference_mode():
+            emb = torch.cat([model.embedding(torch.from_numpy(patches[i : i + size]))
+                             for i in range(0, len(patches), size)]).numpy()  # fmt: skip
+    return emb.reshape(len(y), -1, EMBEDDING_DIM).transpose(0, 2, 1).astype(np.float32, copy=True)
