@@ -141,3 +141,15 @@ def test_parity_failure_warns_once_and_uses_torch(monkeypatch: pytest.MonkeyPatc
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "differ from torch" in warnings[0].getMessage()
     assert exports == ["yamnet"] and not rt._SESSIONS
+
+
+def test_feature_pool_workers_give_sessions_one_thread(tmp_path: Path) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from cultural_music.config import Config
+    from cultural_music.features import jobs
+    from cultural_music.features.orphan import owner_token
+
+    with ProcessPoolExecutor(1, mp_context=jobs._mp_context(False), initializer=jobs._init_worker,
+                             initargs=(Config().to_dict(), str(tmp_path / "cache"), owner_token())) as pool:
+        assert pool.submit(rt._torch_threads).result(timeout=120) == 1  # the sessions' intra-op threads
