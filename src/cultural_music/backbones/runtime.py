@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import io
 import json
 import logging
@@ -61,7 +62,7 @@ OPSET = 17
 PARITY = 1e-5  #: max |ort - torch| allowed, relative to max |torch| on the probe batch
 INSTALL_HINT = "pip install 'cultural-music[onnx]'"
 #: patches per ONNX Runtime call, the fastest measured with one thread (bench/archive.py)
-BATCH_SIZES = {**{name: 4 for name in MUSICNN_BACKBONES}, YAMNET: 64}
+BATCH_SIZES = {**{name: 4 for name in MUSICNN_BACKBONES}, YAMNET: 4}
 #: the input of one patch, (frames, mels)
 PATCH_SHAPES = {**{name: (MUSICNN_PATCH_FRAMES, MUSICNN_N_MELS) for name in MUSICNN_BACKBONES}, YAMNET: (96, 64)}
 _MARK = "_packaged_backbone"  # attribute naming the packaged network on its frozen instance
@@ -210,9 +211,11 @@ def _forget_if_forked() -> None:
 
 def _import_ort() -> Any:
     try:
-        import onnx  # noqa: F401  # the exporter writes through it
         import onnxruntime
-    except ImportError as err:
+
+        if importlib.util.find_spec("onnx") is None:  # the exporter needs it; imported (0.8 s) only to export
+            raise ImportError("No module named 'onnx'")
+    except (ImportError, OSError) as err:  # OSError: a shared library that does not load
         raise _Unavailable(f"ONNX Runtime for the backbones needs onnx and onnxruntime ({err}): {INSTALL_HINT}, "
                            f"or set {RUNTIME_ENV}=torch") from err
     return onnxruntime
@@ -224,7 +227,10 @@ def _ort_session(ort: Any, data: bytes, threads: int) -> Any:
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3  # errors only
-    return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own types: any means torch
+        raise CulturalMusicError(f"ONNX Runtime cannot load the exported backbone ({type(err).__name__}: {err})") from err
 
 
 def _file_stem(name: str) -> str:
