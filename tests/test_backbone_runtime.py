@@ -3,6 +3,7 @@ front-end input, the stored export reused / re-exported when damaged, and the se
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -111,6 +112,7 @@ def test_torch_forced_and_other_modules_stay_on_torch(monkeypatch: pytest.Monkey
     fresh = ym.load_yamnet()  # not the packaged frozen instance (e.g. about to be fine-tuned)
     assert rt.session_for(fresh) is None
     assert rt.session_for(mn.load_musicnn("MSD_musicnn")) is None
+    assert rt.session_for(copy.deepcopy(ym.pretrained_yamnet())) is None  # a copy may be trained
     assert exports == [] and not rt._SESSIONS
     monkeypatch.setenv(rt.RUNTIME_ENV, "tensorrt")
     with pytest.raises(ParameterError, match=rt.RUNTIME_ENV):

@@ -3,8 +3,8 @@
 The packaged networks (``"MSD_musicnn"``, ``"MTT_musicnn"``, ``"yamnet"``) are exported once per
 machine to ONNX (``torch.onnx.export``, TorchScript exporter, opset :data:`OPSET`, dynamic batch
 axis; the graph is the network's ``embedding``: musicnn ``(b, 187, 96) -> (b, 1506)``, YAMNet
-``(b, 96, 64) -> (b, 1024)``) and run by ONNX Runtime, 3-8x the patches/s of torch on these
-CPUs (``bench/archive.py --sections runtime``).
+``(b, 96, 64) -> (b, 1024)``) and run by ONNX Runtime: 2.6x (musicnn) and 1.6x (YAMNet) the
+patches/s of torch with one thread here (``bench/archive.py --sections runtime``).
 
 - Stored in ``$CULTURAL_MUSIC_BACKBONE_DIR`` (default ``$XDG_CACHE_HOME/cultural-music/backbones``,
   or ``~/.cache/...``), the file name keyed by the packaged weights' SHA-256, the torch version
@@ -17,8 +17,8 @@ CPUs (``bench/archive.py --sections runtime``).
 - Sessions: intra-op threads = ``torch.get_num_threads()`` when created (feature workers run one
   thread), one inter-op thread, sequential; cached per process per (name, threads), made lazily
   in the process that runs them (pool and Ray workers), never pickled.
-- Chosen by ``$CULTURAL_MUSIC_BACKBONE_RUNTIME``: ``auto`` (default: ONNX Runtime when ``onnx``
-  and ``onnxruntime`` import and the export and parity check succeed, else torch),
+- Chosen by ``$CULTURAL_MUSIC_BACKBONE_RUNTIME``: ``auto`` (default: ONNX Runtime when ``onnx`` is
+  installed, ``onnxruntime`` imports and the export and parity check succeed, else torch),
   ``onnxruntime`` (an error when it cannot be used), ``torch``.
 
 ONNX Runtime and torch agree to about 2e-6 of the largest embedding value, so the feature cache
@@ -65,9 +65,9 @@ INSTALL_HINT = "pip install 'cultural-music[onnx]'"
 BATCH_SIZES = {**{name: 4 for name in MUSICNN_BACKBONES}, YAMNET: 4}
 #: the input of one patch, (frames, mels)
 PATCH_SHAPES = {**{name: (MUSICNN_PATCH_FRAMES, MUSICNN_N_MELS) for name in MUSICNN_BACKBONES}, YAMNET: (96, 64)}
-_MARK = "_packaged_backbone"  # attribute naming the packaged network on its frozen instance
 
 log = logging.getLogger(__name__)
+_PACKAGED: dict[str, Any] = {}  # name -> the frozen packaged instance (mark_packaged)
 _SESSIONS: dict[tuple[str, int], "EmbeddingSession"] = {}
 _REFUSED: set[tuple[str, int]] = set()  # (name, threads) that fell back to torch (warned once)
 _OWNER = [os.getpid()]  # sessions belong to the process that made them (not to a fork)
@@ -99,8 +99,9 @@ class EmbeddingSession:
 
 def mark_packaged(network: Any, name: str) -> Any:
     """Mark ``network`` as the frozen packaged backbone ``name`` (done by ``pretrained()`` /
-    ``pretrained_yamnet()``); only marked networks run on ONNX Runtime.  Returns ``network``."""
-    setattr(network, _MARK, name)
+    ``pretrained_yamnet()``); only that very instance runs on ONNX Runtime (not a copy, which
+    may be trained).  Returns ``network``."""
+    _PACKAGED[name] = network
     return network
 
 
@@ -132,7 +133,7 @@ def clear_sessions() -> None:
 def session_for(network: Any) -> EmbeddingSession | None:
     """The session to use for ``network``'s embeddings, or None for torch.
 
-    None when ``network`` is not a marked packaged backbone in eval mode with frozen weights
+    None when ``network`` is not the marked packaged backbone (:func:`mark_packaged`) in eval mode with frozen weights
     (e.g. one being fine-tuned), when ``$CULTURAL_MUSIC_BACKBONE_RUNTIME`` is ``torch``, or (``auto``)
     when ONNX Runtime is missing or its export or parity check fails (one log line per process).
 
@@ -142,7 +143,7 @@ def session_for(network: Any) -> EmbeddingSession | None:
         The runtime is forced to ``onnxruntime`` and it cannot be used (the message names the
         extra to install, or what failed).
     """
-    name = getattr(network, _MARK, None)
+    name = next((n for n, net in _PACKAGED.items() if net is network), None)
     if name is None or network.training or any(p.requires_grad for p in network.parameters()):
         return None
     choice = runtime_choice()
