@@ -37,6 +37,7 @@ from torch import nn
 
 from cultural_music.errors import ModelLoadError, ParameterError
 from cultural_music.backbones.packaged import load_weights
+from cultural_music.backbones.runtime import mark_packaged, session_for
 
 __all__ = [
     "SAMPLE_RATE", "WINDOW", "HOP", "N_FFT", "N_MELS", "PATCH_FRAMES", "PATCH_HOP",
@@ -248,15 +249,16 @@ def load_yamnet() -> YamnetBackbone:
 def pretrained_yamnet() -> YamnetBackbone:
     """:func:`load_yamnet`, loaded once per process (frozen: no gradients, eval mode), its conv
     weights in ``channels_last`` memory format: 2.6x the patches/s of the default layout on CPU
-    (depthwise convs; ``bench/archive_flops.py``), embeddings equal to 2.5e-6 of their largest value."""
+    (depthwise convs; ``bench/archive_flops.py``), embeddings equal to 2.5e-6 of their largest value.
+    Its embeddings run on ONNX Runtime where available (:mod:`~cultural_music.backbones.runtime`)."""
     model = load_yamnet().to(memory_format=torch.channels_last)
     for p in model.parameters():
         p.requires_grad_(False)
-    return model
+    return mark_packaged(model, "yamnet")
 
 
 def embed_clip(
-    waveform_16k: np.ndarray, model: YamnetBackbone | None = None, *, batch_size: int = 32
+    waveform_16k: np.ndarray, model: YamnetBackbone | None = None, *, batch_size: int | None = None
 ) -> np.ndarray:
     """Clip embedding: mean and max over the clip's 0.96 s patches of the 1024-d YAMNet embedding.
 
@@ -267,7 +269,7 @@ def embed_clip(
     model
         Default :func:`pretrained_yamnet`.
     batch_size
-        Patches per forward pass.
+        Patches per forward pass (default: see :func:`embed_waveforms`).
 
     Returns
     -------
@@ -282,7 +284,7 @@ def embed_clip(
     return np.concatenate([emb.mean(axis=1), emb.max(axis=1)]).astype(np.float32)
 
 
-def embed_waveforms(clips: np.ndarray, model: YamnetBackbone | None = None, *, batch_size: int = 64,
+def embed_waveforms(clips: np.ndarray, model: YamnetBackbone | None = None, *, batch_size: int | None = None,
                     mid: bool = False) -> np.ndarray:
     """Patch embeddings of a batch of equal-length clips (the ``"yamnet-embedding"`` features).
 
@@ -291,12 +293,13 @@ def embed_waveforms(clips: np.ndarray, model: YamnetBackbone | None = None, *, b
     clips
         float32 ``(n, samples)`` 16 kHz mono waveforms.
     model
-        Default :func:`pretrained_yamnet`.
+        Default :func:`pretrained_yamnet`, which runs on ONNX Runtime where available
+        (:func:`~cultural_music.backbones.runtime.session_for`); any other module runs on torch.
     batch_size
-        Patches per forward pass.
+        Patches per forward pass (default 64).
     mid
         The mid-level embedding (:meth:`YamnetBackbone.mid_embedding`, the
-        ``"yamnet-mid-embedding"`` features) instead of the last layer's.
+        ``"yamnet-mid-embedding"`` features, always run by torch) instead of the last layer's.
 
     Returns
     -------
@@ -309,8 +312,13 @@ def embed_waveforms(clips: np.ndarray, model: YamnetBackbone | None = None, *, b
         raise ParameterError(f"The 'clips' parameter of embed_waveforms must be (n, samples). Got shape {y.shape} instead.")
     model = model if model is not None else pretrained_yamnet()
     patches = np.concatenate([yamnet_patches(yamnet_log_mel(clip)) for clip in y])  # (n * p, 96, 64)
-    with torch.inference_mode():
+    session = None if mid else session_for(model)
+    size = batch_size or (session.batch_size if session is not None else 64)
+    if session is not None:
+        emb = np.concatenate([session.run(patches[i : i + size]) for i in range(0, len(patches), size)])
+    else:
         net = model.mid_embedding if mid else model.embedding
-        emb = torch.cat([net(torch.from_numpy(patches[i : i + batch_size])) for i in range(0, len(patches), batch_size)])
+        with torch.inference_mode():
+            emb = torch.cat([net(torch.from_numpy(patches[i : i + size])) for i in range(0, len(patches), size)]).numpy()
     dim = MID_EMBEDDING_DIM if mid else EMBEDDING_DIM
-    return emb.numpy().reshape(len(y), -1, dim).transpose(0, 2, 1).astype(np.float32, copy=True)
+    return emb.reshape(len(y), -1, dim).transpose(0, 2, 1).astype(np.float32, copy=True)

@@ -197,11 +197,18 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(cfg_dict: dict, cache_root: str, owner: tuple[int, str | None]) -> None:
-    """One BLAS/OpenMP thread per worker (the pool already uses every core); the worker exits
-    when ``owner`` (the pool's process, :func:`orphan.owner_token`) dies, even by SIGKILL."""
+    """One BLAS/OpenMP thread per worker (the pool already uses every core), torch and the
+    backbones' ONNX Runtime sessions included (torch, imported later, would reset OpenMP to one
+    thread per core: ``OMP_NUM_THREADS=1`` keeps it at one); the worker exits when ``owner``
+    (the pool's process, :func:`orphan.owner_token`) dies, even by SIGKILL."""
+    import sys
+
     from threadpoolctl import threadpool_limits
 
     exit_with_owner(owner)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
     _WORKER["threads"] = threadpool_limits(1)
     _WORKER["cfg"] = Config.from_dict(cfg_dict)
     _WORKER["cache"] = FeatureCache(cache_root)
