@@ -79,7 +79,8 @@ def test_embedding_kind_is_the_backbone_embedding_of_covering_patches() -> None:
     np.testing.assert_array_equal(pats[1], mel[-187:])  # the last patch ends at the last frame
     with torch.no_grad():
         want = pretrained("MTT_musicnn").embedding(torch.from_numpy(pats)).numpy().T
-    np.testing.assert_allclose(emb[1], want, atol=1e-5)
+    # the packaged backbone may run on ONNX Runtime: equal to 1e-5 of the largest value (its parity check)
+    np.testing.assert_allclose(emb[1], want, atol=1e-5 * np.abs(want).max())
     short = compute_features(clips[:, :8000], cfg)  # 0.5 s: repeat-padded to one patch
     assert short.shape == (2, 1506, 1) and np.isfinite(short).all()
 
